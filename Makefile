@@ -1,0 +1,59 @@
+# hscale: does throughput grow with the number of replicas? `make help` lists targets.
+# Knobs (REPLICAS, SCENARIO, DURATION, ...) are variables on make's command line:
+# every one given there is handed to `hscale bench --set NAME=VALUE`, which validates it
+# (a misspelt knob is an error, not silently ignored). Their defaults live in one place,
+# hscale/settings.py; `make knobs` prints them.
+
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+# Variables of this Makefile itself, not knobs of a sweep.
+MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN
+KNOB_ARGS = $(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_ONLY)),,--set '$(v)=$($(v))'))))
+
+.DEFAULT_GOAL := help
+
+.PHONY: help ## list targets
+help:
+	@grep -E '^\.PHONY: [a-z-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) ## (.*)/  make \1\t\2/' | expand -t 20
+	@echo "Knobs: make knobs"
+
+$(STAMP): pyproject.toml app/requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[app,dev]'
+	@touch $@
+
+.PHONY: setup ## create .venv and install system packages (nginx, redis-server) if missing
+setup: $(STAMP)
+	@bash scripts/install-system-packages
+
+.PHONY: bench ## sweep N = 1..REPLICAS; table, results/<run>/ and throughput.png
+bench: setup
+	$(BIN)/hscale bench $(KNOB_ARGS)
+
+.PHONY: show ## print the table of results/latest (RUN=results/<id> for another)
+show: setup
+	$(BIN)/hscale show $(RUN)
+
+.PHONY: plot ## redraw throughput.png of results/latest (RUN=... for another)
+plot: setup
+	$(BIN)/hscale plot $(RUN)
+
+.PHONY: knobs ## list every knob with its default
+knobs: setup
+	@$(BIN)/hscale knobs
+
+.PHONY: test ## the whole test suite (unit, app against real Redis, end-to-end sweep)
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint ## ruff check and format check
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: clean ## remove the venv and caches (results/ is kept)
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Scaling analysis for hscale results: pure functions apart from plot.py."""

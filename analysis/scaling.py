@@ -1,0 +1,45 @@
+"""Speedup and efficiency of throughput against replica count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Efficiency this far above 1 is more likely a measurement artefact than real superlinearity.
+SUPERLINEAR = 1.05
+
+
+def baseline_per_replica(points: Sequence[dict]) -> tuple[int, float] | None:
+    """(n, X(n)/n) of the smallest valid N; the ideal line is N times this."""
+    usable = [p for p in points if p["valid"] and p["throughput_rps"] > 0] or [
+        p for p in points if p["throughput_rps"] > 0
+    ]
+    if not usable:
+        return None
+    first = min(usable, key=lambda p: p["replicas"])
+    return first["replicas"], first["throughput_rps"] / first["replicas"]
+
+
+def speedup_efficiency(points: Sequence[dict]) -> list[tuple[float | None, float | None]]:
+    """(S(N), E(N)) per point, relative to the smallest measured N (normally N = 1).
+
+    S(N) = X(N) / X(1), E(N) = S(N) / N. When N = 1 was not measured, the baseline is the
+    smallest N's per-replica throughput, i.e. that point is taken as perfectly efficient.
+    """
+    base = baseline_per_replica(points)
+    if base is None:
+        return [(None, None) for _ in points]
+    _, per_replica = base
+    out = []
+    for p in points:
+        speedup = p["throughput_rps"] / per_replica
+        out.append((speedup, speedup / p["replicas"]))
+    return out
+
+
+def efficiency_notes(efficiency: float | None) -> list[str]:
+    if efficiency is not None and efficiency > SUPERLINEAR:
+        return [
+            f"efficiency {efficiency:.2f} > 1: superlinear, suspicious (smaller N may be "
+            "under-loaded or unevenly throttled); read the per-replica CPU before trusting it"
+        ]
+    return []

@@ -1,0 +1,44 @@
+"""Whether a measured point can be trusted, and why not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+MAX_FAILURE_RATE = 0.01
+# One Locust process uses at most one core; near it, the generator limits throughput.
+LOADGEN_SATURATED_CPU = 0.9
+
+
+def validity_notes(
+    *,
+    requests: int,
+    failures: int,
+    per_replica_requests: Mapping[str, int],
+    expected_replicas: Sequence[str],
+    cpu_warnings: Sequence[float],
+    loadgen_cpu: float | None,
+    oversubscribed: str | None,
+) -> list[str]:
+    """Reasons the point is not valid; an empty list means valid."""
+    notes = []
+    if requests == 0:
+        return ["no requests completed in the measurement window"]
+    if cpu_warnings:
+        notes.append(
+            f"load generator saturated: Locust cpu_warning {len(cpu_warnings)}x "
+            f"(max {max(cpu_warnings):.0f}% CPU)"
+        )
+    elif loadgen_cpu is not None and loadgen_cpu >= LOADGEN_SATURATED_CPU:
+        notes.append(f"load generator saturated: {loadgen_cpu:.2f} of its one core")
+    rate = failures / requests
+    if rate > MAX_FAILURE_RATE:
+        notes.append(f"failures {rate:.1%} > {MAX_FAILURE_RATE:.0%} ({failures} of {requests})")
+    idle = [r for r in expected_replicas if per_replica_requests.get(r, 0) == 0]
+    if idle:
+        notes.append(f"replica(s) received no traffic: {', '.join(idle)}")
+    stray = sorted(set(per_replica_requests) - set(expected_replicas))
+    if stray:
+        notes.append(f"traffic from unexpected replica(s): {', '.join(stray)}")
+    if oversubscribed:
+        notes.append(f"oversubscribed: {oversubscribed}")
+    return notes

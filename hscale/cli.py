@@ -1,0 +1,157 @@
+"""`hscale`: run a scaling sweep, show or re-plot its results, list the knobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hscale import paths, runtimes, settings
+from hscale.console import console, err_console, print_summary, sweep_progress
+from hscale.procs import StartupError
+from hscale.results import RunDir, load_summary, new_run_id
+
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        print(f"hscale: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _flag(knob: settings.Knob) -> str:
+    return "--" + knob.name.lower().replace("_", "-")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(prog="hscale", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    bench = sub.add_parser("bench", help="sweep N replicas and measure throughput at each")
+    for knob in settings.KNOBS:
+        default = knob.default if knob.default is not None else knob.derived
+        bench.add_argument(
+            _flag(knob), dest=knob.name, metavar="VALUE", help=f"{knob.help} (default {default})"
+        )
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a knob by its name, as `make bench NAME=VALUE` passes it",
+    )
+    for name, text in (
+        ("show", "print the results table of a run"),
+        ("plot", "redraw throughput.png of a run from its summary.json"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument(
+            "run",
+            nargs="?",
+            default=str(paths.RESULTS_DIR / "latest"),
+            help="run directory (default results/latest)",
+        )
+    sub.add_parser("knobs", help="list every knob with its default")
+    return parser.parse_args(argv)
+
+
+def knob_values(args: argparse.Namespace) -> dict[str, str | None]:
+    """Knobs from --set NAME=VALUE (what make passes), overridden by their own flags."""
+    names = {k.name for k in settings.KNOBS}
+    values: dict[str, str | None] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or name not in names:
+            raise settings.UsageError(
+                f"unknown knob {name!r}; knobs are: {', '.join(k.name for k in settings.KNOBS)}"
+            )
+        values[name] = value
+    for k in settings.KNOBS:
+        if getattr(args, k.name) is not None:
+            values[k.name] = getattr(args, k.name)
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from analysis.plot import throughput_plot
+    from hscale.sweep import OVERHEAD_S, run_sweep
+
+    s = settings.load(knob_values(args))
+    root = Path(s.results)
+    run_id = new_run_id(s.scenario)
+    runtime = runtimes.create(s, run_id, root / run_id / "runtime")
+    runtime.preflight()  # usage errors (busy port, missing binary) before anything starts
+    rd = RunDir(root, run_id)
+    err_console.print(
+        f"hscale: sweep N={' '.join(map(str, s.sweep))}, scenario {s.scenario}, runtime "
+        f"{runtime.name}, {s.replica_cpus:g} CPU/replica ({s.replica_cpus_source}), "
+        f"{s.warmup:g}s warm-up + {s.duration:g}s per point -> {rd.path}",
+        highlight=False,
+    )
+    for n in s.sweep:
+        if not s.fits_host(n):
+            err_console.print(
+                f"[yellow]warning:[/yellow] N={n} asks {n * s.replica_cpus:g} CPU for "
+                f"replicas + {settings.RESERVED_CPUS:g} reserved on {s.host_cpus} CPUs: "
+                "that point will be marked oversubscribed (not valid)"
+            )
+    total = len(s.sweep) * (s.warmup + s.duration + OVERHEAD_S)
+    with sweep_progress(total) as update:
+        summary = run_sweep(
+            s, rd, runtime, update, log=lambda msg: err_console.print(msg, highlight=False)
+        )
+    if summary["points"]:
+        manifest = json.loads((rd.path / "manifest.json").read_text())
+        throughput_plot(summary, manifest, rd.path / "throughput.png")
+    print_summary(summary, str(rd.path))
+    return {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(summary["status"], EXIT_FAILED)
+
+
+def _run_path(raw: str) -> Path:
+    path = Path(raw)
+    if not (path / "summary.json").is_file():
+        raise settings.UsageError(f"{raw} is not a run directory (no summary.json)")
+    return path.resolve()
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    path = _run_path(args.run)
+    print_summary(load_summary(path), str(path))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from analysis.plot import throughput_plot
+
+    path = _run_path(args.run)
+    manifest = json.loads((path / "manifest.json").read_text())
+    console.print(str(throughput_plot(load_summary(path), manifest, path / "throughput.png")))
+    return 0
+
+
+def cmd_knobs(_args: argparse.Namespace) -> int:
+    for k in settings.KNOBS:
+        default = k.default if k.default is not None else f"({k.derived})"
+        print(f"{k.name:<18} {default:<32} {k.help}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    handler = {"bench": cmd_bench, "show": cmd_show, "plot": cmd_plot, "knobs": cmd_knobs}
+    try:
+        return handler[args.command](args)
+    except settings.UsageError as exc:
+        print(f"hscale: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as exc:
+        err_console.print(f"hscale: could not start: {exc}", highlight=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err_console.print("hscale: interrupted", highlight=False)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Child processes of a run: started in their own session (so a terminal's Ctrl-C reaches
+the harness, which then tears down in order), tagged with the run id in their
+environment, and stopped as a whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+RUN_MARKER = "HSCALE_RUN_ID"
+
+
+class StartupError(RuntimeError):
+    """A component did not come up; the message says which and where its log is."""
+
+
+class ManagedProcess:
+    def __init__(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None
+    ) -> None:
+        self.name, self.log = name, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._logfh = open(log, "ab")  # noqa: SIM115  (closed in stop())
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._logfh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group (graceful drain), SIGKILL whatever outlives timeout."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if self.popen.poll() is not None and not _group_alive(self.pid):
+                break
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and (
+                self.popen.poll() is None or _group_alive(self.pid)
+            ):
+                time.sleep(0.05)
+        self.popen.poll()
+        self._logfh.close()
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def child_env(run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, RUN_MARKER: run_id, **(extra or {})}
+    return env
+
+
+def leftovers(run_id: str) -> list[psutil.Process]:
+    """Processes still carrying this run's marker in their environment."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(RUN_MARKER) == run_id:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def kill_leftovers(run_id: str) -> list[str]:
+    """Kill and describe any process of the run that teardown missed."""
+    described = []
+    for proc in leftovers(run_id):
+        try:
+            described.append(f"{proc.pid} {' '.join(proc.cmdline())[:80]}")
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return described
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_http(url: str, proc: ManagedProcess, timeout: float = 20.0, expect: int = 200) -> None:
+    """Poll url until it answers `expect`; fail fast if the process dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise StartupError(
+                f"{proc.name} exited with code {proc.popen.returncode} while starting; "
+                f"log {proc.log}:\n{proc.log_tail()}"
+            )
+        try:
+            r = requests.get(url, timeout=1.0)
+            if r.status_code == expect:
+                return
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise StartupError(
+        f"{proc.name} not ready at {url} after {timeout:g} s ({last}); log {proc.log}"
+    )
+
+
+def wait_tcp(port: int, proc: ManagedProcess, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise StartupError(
+                f"{proc.name} exited while starting; log {proc.log}:\n{proc.log_tail()}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise StartupError(
+        f"{proc.name} not listening on port {port} after {timeout:g} s; log {proc.log}"
+    )
+
+
+def tree_cpu_seconds(proc: ManagedProcess) -> float:
+    """User+system CPU of a process and its live children (where no cgroup counts it)."""
+    total = 0.0
+    for p in proc.tree():
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total

@@ -1,0 +1,73 @@
+"""The results directory: one new folder per run, never overwritten, written atomically.
+
+Layout (documented field by field in results/README.md):
+  results/<run-id>/manifest.json     provenance: code, versions, host, config, times
+  results/<run-id>/summary.json      schema_version 1: status and one object per N
+  results/<run-id>/points/n<N>/      raw Locust CSV/JSON, hscale's tally, logs
+  results/<run-id>/runtime/          generated configs and component logs
+  results/<run-id>/throughput.png    throughput vs N against the ideal line
+  results/latest -> <run-id>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "complete", "interrupted", "failed")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def new_run_id(label: str) -> str:
+    """Time-sortable and unique: a random suffix keeps two runs in one second apart."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(3)}"
+
+
+class RunDir:
+    def __init__(self, root: Path, run_id: str) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self.run_id, self.path = root, run_id, root / run_id
+        self.path.mkdir()  # exclusive: raises if the run exists, so nothing is overwritten
+        (self.path / "points").mkdir()
+        (self.path / "runtime").mkdir()
+
+    def point_dir(self, n: int) -> Path:
+        return self.path / "points" / f"n{n}"
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_json(self.path / "manifest.json", manifest)
+
+    def write_summary(self, summary: dict) -> None:
+        assert summary["status"] in STATUSES
+        write_json(self.path / "summary.json", {"schema_version": SCHEMA_VERSION, **summary})
+
+    def point_to_latest(self) -> None:
+        """Point results/latest at this run (atomically replacing the old link)."""
+        link, tmp = self.root / "latest", self.root / f".latest-{self.run_id}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.run_id)
+        os.replace(tmp, link)
+
+
+def load_summary(run: Path) -> dict:
+    summary = json.loads((run / "summary.json").read_text())
+    if summary.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{run}: schema_version {summary.get('schema_version')} is not {SCHEMA_VERSION}"
+        )
+    return summary

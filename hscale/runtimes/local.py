@@ -1,0 +1,270 @@
+"""The local runtime: redis-server, N gunicorn replicas and nginx as plain processes on
+127.0.0.1, each replica under its own cgroup CPU quota where the OS allows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from hscale import cgroups, paths
+from hscale.cgroups import CpuCounters, CpuGroup
+from hscale.procs import (
+    ManagedProcess,
+    StartupError,
+    child_env,
+    port_in_use,
+    tree_cpu_seconds,
+    wait_http,
+    wait_tcp,
+)
+from hscale.runtimes.base import Component, Runtime, RuntimeInfo
+from hscale.settings import Settings, UsageError
+
+SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+INSTALL_HINT = {"nginx": "nginx", "redis-server": "redis-server"}
+
+
+def find_binary(name: str) -> str:
+    """Path of a system binary, or a UsageError saying how to get it."""
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+    if not found:
+        raise UsageError(
+            f"{name} not found: install it with `apt-get install {INSTALL_HINT[name]}` "
+            "(`make setup` does this when run as root)"
+        )
+    return found
+
+
+@dataclass
+class Replica:
+    name: str
+    port: int
+    proc: ManagedProcess
+    group: CpuGroup | None
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, settings: Settings, run_id: str, workdir: Path) -> None:
+        self.s, self.run_id, self.workdir = settings, run_id, Path(workdir)
+        self.mode, self.reason = cgroups.detect()
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"hscale-{run_id}-"))
+        self.replica_list: list[Replica] = []
+        self.store: ManagedProcess | None = None
+        self.nginx: ManagedProcess | None = None
+        self.groups: dict[str, CpuGroup] = {}
+        self._stopped = False
+
+    # -- interface -----------------------------------------------------------------
+    def preflight(self) -> None:
+        self.nginx_bin = find_binary("nginx")
+        self.redis_bin = find_binary("redis-server")
+        ports = {"PORT (nginx)": self.s.port, "STORE_PORT (redis)": self.s.store_port}
+        ports |= {
+            f"APP_PORT+{i} (replica {i + 1})": self.s.app_port + i for i in range(max(self.s.sweep))
+        }
+        for what, port in ports.items():
+            if port_in_use(port):
+                knob = what.split("+")[0].split()[0]
+                raise UsageError(
+                    f"port {port} ({what}) is already in use on 127.0.0.1; free it or set {knob}"
+                )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s.port}"
+
+    def start(self, n: int) -> None:
+        self._start_store()
+        self.resize(n)
+
+    def resize(self, n: int) -> None:
+        while len(self.replica_list) < n:
+            self._start_replica(len(self.replica_list) + 1)
+        while len(self.replica_list) > n:
+            replica = self.replica_list.pop()
+            replica.proc.stop()
+            if replica.group:
+                replica.group.remove()
+                self.groups.pop(replica.name, None)
+        self._configure_nginx()
+
+    def replicas(self) -> list[str]:
+        return [r.name for r in self.replica_list]
+
+    def components(self) -> list[Component]:
+        budget = self.s.replica_cpus if self.mode != "none" else None
+        return [
+            *(Component(r.name, "replica", budget) for r in self.replica_list),
+            Component("nginx", "proxy", None),
+            Component("store", "store", None),
+        ]
+
+    def counters(self) -> dict[str, CpuCounters]:
+        out: dict[str, CpuCounters] = {}
+        procs = {r.name: r.proc for r in self.replica_list} | {
+            "nginx": self.nginx,
+            "store": self.store,
+        }
+        for name, proc in procs.items():
+            group = self.groups.get(name)
+            if group is not None:
+                out[name] = group.counters()
+            elif proc is not None:
+                out[name] = CpuCounters(cpu_s=tree_cpu_seconds(proc))
+        return out
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(
+            name=self.name,
+            cpu_limits="none" if self.mode == "none" else f"cgroup-{self.mode}",
+            cpu_limits_reason=self.reason,
+            details={
+                "cfs_period_us": cgroups.PERIOD_US,
+                "nginx": self.nginx_bin,
+                "redis_server": self.redis_bin,
+                "gunicorn": {
+                    "workers": self.s.workers,
+                    "worker_class": self.s.worker_class,
+                    "threads": self.s.threads,
+                    "config": str(paths.GUNICORN_CONF.relative_to(paths.ROOT)),
+                },
+            },
+        )
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        # Entry point first, so nothing new arrives while the replicas drain.
+        for proc in [self.nginx, *(r.proc for r in reversed(self.replica_list)), self.store]:
+            if proc is not None:
+                proc.stop()
+        for group in self.groups.values():
+            group.remove()
+        self.groups.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- parts ---------------------------------------------------------------------
+    def _group(self, name: str, cpus: float | None) -> CpuGroup | None:
+        if self.mode == "none":
+            return None
+        group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", cpus)
+        self.groups[name] = group
+        return group
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        cpus: float | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> ManagedProcess:
+        group = self._group(name, cpus)
+        return ManagedProcess(
+            name,
+            group.wrap(argv) if group else argv,
+            self.workdir / "logs" / f"{name}.log",
+            child_env(self.run_id, env),
+            cwd=cwd,
+        )
+
+    def _start_store(self) -> None:
+        port = self.s.store_port
+        (self.tmp / "redis").mkdir()
+        self.store = self._spawn(
+            "store",
+            [
+                self.redis_bin,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp / "redis"),
+                "--daemonize",
+                "no",
+            ],
+        )
+        wait_tcp(port, self.store)
+        deadline = time.monotonic() + 10
+        while not redis_ping(port):
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"redis-server on port {port} does not answer PING; log {self.store.log}"
+                )
+            time.sleep(0.05)
+
+    def _start_replica(self, index: int) -> None:
+        name, port = f"replica-{index}", self.s.app_port + index - 1
+        env = {
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_WORKERS": str(self.s.workers),
+            "GUNICORN_WORKER_CLASS": self.s.worker_class,
+            "GUNICORN_THREADS": str(self.s.threads),
+            "APP_REPLICA": name,
+            "APP_REDIS_URL": f"redis://127.0.0.1:{self.s.store_port}/0",
+        }
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
+        proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=paths.APP_DIR)
+        self.replica_list.append(Replica(name, port, proc, self.groups.get(name)))
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
+
+    def _configure_nginx(self) -> None:
+        conf = self.workdir / "nginx.conf"
+        template = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(paths.NGINX_DIR),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        ).get_template("local.conf.j2")
+        conf.write_text(
+            template.render(
+                run_id=self.run_id,
+                replicas=self.replica_list,
+                port=self.s.port,
+                tmpdir=self.tmp,
+                logdir=self.workdir / "logs",
+                user="root" if os.geteuid() == 0 else None,
+            )
+        )
+        if self.nginx is None:
+            self.nginx = self._spawn(
+                "nginx", [self.nginx_bin, "-c", str(conf), "-p", str(self.tmp)]
+            )
+            wait_http(f"{self.endpoint}/nginx-health", self.nginx)
+            return
+        # Reload: new workers take the new upstream list; old ones finish their requests.
+        check = ManagedProcess(
+            "nginx-check",
+            [self.nginx_bin, "-t", "-c", str(conf), "-p", str(self.tmp)],
+            self.workdir / "logs" / "nginx-check.log",
+            child_env(self.run_id),
+        )
+        if check.popen.wait(timeout=10) != 0:
+            raise StartupError(f"nginx rejected its new configuration; see {check.log}")
+        check.stop()
+        os.kill(self.nginx.pid, signal.SIGHUP)
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -1,0 +1,240 @@
+"""Every knob of a sweep: its name, default, meaning and validation, in one table.
+
+The Makefile passes its variables through the environment (make exports command-line
+variables), the CLI adds a flag per knob, and `hscale knobs` prints this table, so a
+default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hscale import paths
+
+RUNTIMES = ("auto", "local")
+# CPU left for nginx, the store and the load generator beside the replicas.
+RESERVED_CPUS = 1.0
+MIN_REPLICA_CPUS = 0.05
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported in one line, exit code 2, before anything starts."""
+
+
+def _int(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"\s*\d+\s*", raw):
+            raise UsageError(f"{name} must be a whole number from {lo} to {hi}, got {raw!r}")
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise UsageError(f"{name} must be a whole number from {lo} to {hi}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _seconds(name: str, lo: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m)?\s*", raw)
+        if not m:
+            raise UsageError(f"{name} must be a duration like 20 or 20s or 2m, got {raw!r}")
+        value = float(m.group(1)) * (60 if m.group(2) == "m" else 1)
+        if value < lo:
+            raise UsageError(f"{name} must be at least {lo:g} s, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _cpus(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < MIN_REPLICA_CPUS:
+        raise UsageError(
+            f"REPLICA_CPUS must be a number of CPUs >= {MIN_REPLICA_CPUS}, got {raw!r}"
+        )
+    return value
+
+
+def _sweep(raw: str) -> tuple[int, ...]:
+    parts = raw.replace(",", " ").split()
+    parse = _int("each SWEEP value", 1, 256)
+    values = tuple(parse(p) for p in parts)
+    if not values:
+        raise UsageError('SWEEP must list replica counts, e.g. SWEEP="1 2 4 8"')
+    if len(set(values)) != len(values):
+        raise UsageError(f"SWEEP must not repeat a replica count, got {raw!r}")
+    return tuple(sorted(values))
+
+
+def _choice(name: str, options: Callable[[], tuple[str, ...] | list[str]]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in options():
+            raise UsageError(f"unknown {name} {raw!r}; choose one of: {', '.join(options())}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str
+    default: str | None  # None: derived (see `derived`)
+    parse: Callable[[str], Any]
+    help: str
+    derived: str = ""
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("REPLICAS", "4", _int("REPLICAS", 1, 256), "sweep N = 1..REPLICAS"),
+    Knob("SWEEP", None, _sweep, "explicit list of N instead of 1..REPLICAS", "1..REPLICAS"),
+    Knob(
+        "SCENARIO",
+        "mixed",
+        _choice("scenario", paths.scenarios),
+        "load scenario: a loadtests/scenario_<name>.py",
+    ),
+    Knob("DURATION", "20", _seconds("DURATION", 1), "measured seconds per point"),
+    Knob("WARMUP", "5", _seconds("WARMUP", 0), "warm-up seconds per point, discarded"),
+    Knob(
+        "USERS",
+        None,
+        _int("USERS", 1, 100_000),
+        "Locust users, the same at every N",
+        "USERS_PER_REPLICA x N",
+    ),
+    Knob(
+        "USERS_PER_REPLICA",
+        "8",
+        _int("USERS_PER_REPLICA", 1, 10_000),
+        "users per replica when USERS is not set, so every N is saturated",
+    ),
+    Knob(
+        "REPLICA_CPUS",
+        None,
+        _cpus,
+        "CPU budget of each replica (cgroup quota)",
+        f"(host CPUs - {RESERVED_CPUS:g}) / largest N",
+    ),
+    Knob(
+        "RUNTIME",
+        "auto",
+        _choice("runtime", lambda: RUNTIMES),
+        "where the stack runs: local processes (auto = local)",
+    ),
+    Knob("WORKERS", "1", _int("WORKERS", 1, 64), "gunicorn worker processes per replica"),
+    Knob(
+        "WORKER_CLASS",
+        "gthread",
+        _choice("WORKER_CLASS", lambda: ("gthread", "sync")),
+        "gunicorn worker class",
+    ),
+    Knob("THREADS", "4", _int("THREADS", 1, 256), "threads per gthread worker"),
+    Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
+    Knob(
+        "APP_PORT",
+        "8101",
+        _int("APP_PORT", 1, 65535),
+        "first replica port; replica i listens on APP_PORT + i - 1",
+    ),
+    Knob("STORE_PORT", "6390", _int("STORE_PORT", 1, 65535), "Redis port on 127.0.0.1"),
+    Knob("RESULTS", str(paths.RESULTS_DIR), _text, "directory that receives results/<run-id>/"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    sweep: tuple[int, ...]
+    scenario: str
+    duration: float
+    warmup: float
+    users: int | None
+    users_per_replica: int
+    replica_cpus: float
+    replica_cpus_source: str
+    runtime: str
+    workers: int
+    worker_class: str
+    threads: int
+    port: int
+    app_port: int
+    store_port: int
+    results: str
+    host_cpus: int = field(default=os.cpu_count() or 1)
+
+    def users_at(self, n: int) -> int:
+        return self.users if self.users is not None else self.users_per_replica * n
+
+    def fits_host(self, n: int) -> bool:
+        """Whether N replica budgets plus the reserve fit the host's CPUs."""
+        return n * self.replica_cpus + RESERVED_CPUS <= self.host_cpus + 1e-9
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["sweep"] = list(self.sweep)
+        d["reserved_cpus"] = RESERVED_CPUS
+        return d
+
+
+def default_replica_cpus(largest_n: int, host_cpus: int) -> float:
+    """Largest budget, in steps of 0.05 CPU, that lets the largest N fit beside the rest."""
+    budget = (host_cpus - RESERVED_CPUS) / largest_n
+    return max(MIN_REPLICA_CPUS, math.floor(budget / 0.05 + 1e-9) * 0.05)
+
+
+def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Settings:
+    """Parse knobs (from flags or the environment; blank means unset) into Settings.
+
+    Raises UsageError with a one-line message on any bad value.
+    """
+    raw = {k.name: (values.get(k.name) or "").strip() or k.default for k in KNOBS}
+    parsed = {k.name: (k.parse(raw[k.name]) if raw[k.name] is not None else None) for k in KNOBS}
+    sweep = parsed["SWEEP"] or tuple(range(1, parsed["REPLICAS"] + 1))
+    cpus = host_cpus or os.cpu_count() or 1
+    replica_cpus = parsed["REPLICA_CPUS"]
+    source = "REPLICA_CPUS"
+    if replica_cpus is None:
+        replica_cpus = default_replica_cpus(max(sweep), cpus)
+        source = "default"
+    if replica_cpus > cpus:
+        raise UsageError(f"REPLICA_CPUS={replica_cpus:g} is more than this host's {cpus} CPUs")
+    ports = [parsed["PORT"], parsed["STORE_PORT"]]
+    app_ports = range(parsed["APP_PORT"], parsed["APP_PORT"] + max(sweep))
+    if app_ports[-1] > 65535:
+        raise UsageError(f"APP_PORT={parsed['APP_PORT']} leaves no room for {max(sweep)} replicas")
+    clash = [p for p in ports if p in app_ports] + ([ports[0]] if ports[0] == ports[1] else [])
+    if clash:
+        raise UsageError(
+            f"port {clash[0]} is given to two components; change PORT, APP_PORT or STORE_PORT"
+        )
+    return Settings(
+        sweep=sweep,
+        scenario=parsed["SCENARIO"],
+        duration=parsed["DURATION"],
+        warmup=parsed["WARMUP"],
+        users=parsed["USERS"],
+        users_per_replica=parsed["USERS_PER_REPLICA"],
+        replica_cpus=replica_cpus,
+        replica_cpus_source=source,
+        runtime=parsed["RUNTIME"],
+        workers=parsed["WORKERS"],
+        worker_class=parsed["WORKER_CLASS"],
+        threads=parsed["THREADS"],
+        port=parsed["PORT"],
+        app_port=parsed["APP_PORT"],
+        store_port=parsed["STORE_PORT"],
+        results=parsed["RESULTS"],
+        host_cpus=cpus,
+    )

@@ -1,0 +1,214 @@
+"""The sweep: for each N, resize, verify, warm up, measure; results after every point."""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from analysis import components, latency, scaling, validity
+from hscale import loadgen, procs, sysinfo
+from hscale.results import RunDir, now_iso
+from hscale.runtimes.base import Runtime
+from hscale.settings import RESERVED_CPUS, Settings
+from hscale.verify import verify
+
+# Start-up, verification and Locust start per point, for the time-left estimate.
+OVERHEAD_S = 6.0
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP: handled like Ctrl-C."""
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def oversubscription(s: Settings, n: int, limits: str) -> str | None:
+    if limits == "none":
+        return "no per-replica CPU limit could be set, so the replicas share the host's CPUs"
+    if not s.fits_host(n):
+        return (
+            f"{n} x {s.replica_cpus:g} CPU + {RESERVED_CPUS:g} reserved for nginx, store and "
+            f"load generator > {s.host_cpus} host CPUs"
+        )
+    return None
+
+
+def make_point(
+    n: int,
+    users: int,
+    run: loadgen.LoadRun,
+    runtime: Runtime,
+    s: Settings,
+    limits: str,
+    out: Path,
+    run_root: Path,
+) -> dict:
+    """One summary point from the raw tally and CPU counters."""
+    tally = run.tally
+    seconds = tally["duration_s"]
+    comps = runtime.components()
+    budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": 1.0}
+    kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
+    cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
+    requests, failures = tally["requests"], tally["failures"]
+    over = oversubscription(s, n, limits)
+    notes = validity.validity_notes(
+        requests=requests,
+        failures=failures,
+        per_replica_requests=tally["per_replica_requests"],
+        expected_replicas=runtime.replicas(),
+        cpu_warnings=tally["cpu_warnings"],
+        loadgen_cpu=cpu.get("loadgen", {}).get("cpu_cores"),
+        oversubscribed=over,
+    )
+    return {
+        "replicas": n,
+        "users": users,
+        "duration_s": round(seconds, 3),
+        "throughput_rps": round((requests - failures) / seconds, 2) if seconds > 0 else 0.0,
+        "requests": requests,
+        "failures": failures,
+        "failure_rate": round(failures / requests, 5) if requests else None,
+        "latency_ms": latency.percentiles_ms(tally["histogram"]),
+        "per_replica_requests": dict(sorted(tally["per_replica_requests"].items())),
+        "components": cpu,
+        "loadgen_cpu_warnings": tally["cpu_warnings"],
+        "oversubscribed": over is not None,
+        "valid": not notes,
+        "notes": notes,
+        "errors": tally["errors"],
+        "raw": str(out.relative_to(run_root)),
+    }
+
+
+def with_scaling(points: list[dict]) -> list[dict]:
+    """Points with speedup and efficiency filled in (recomputed as points arrive)."""
+    rows = []
+    for p, (speedup, eff) in zip(points, scaling.speedup_efficiency(points), strict=True):
+        notes = [n for n in p["notes"] if not n.startswith("efficiency")]
+        notes += scaling.efficiency_notes(eff)
+        rows.append(
+            {
+                **p,
+                "speedup": None if speedup is None else round(speedup, 3),
+                "efficiency": None if eff is None else round(eff, 3),
+                "notes": notes,
+            }
+        )
+    return rows
+
+
+def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
+    info = runtime.info()
+    binaries = {k: info.details[k] for k in ("nginx", "redis_server") if k in info.details}
+    return {
+        "schema_version": 1,
+        "run_id": rd.run_id,
+        "command": "hscale bench",
+        "git": sysinfo.git(),
+        "versions": sysinfo.versions(binaries),
+        "host": sysinfo.host(),
+        "runtime": {
+            "name": info.name,
+            "cpu_limits": info.cpu_limits,
+            "cpu_limits_reason": info.cpu_limits_reason,
+            **info.details,
+        },
+        "config": s.as_dict(),
+        "started_at": started,
+    }
+
+
+def run_sweep(
+    s: Settings,
+    rd: RunDir,
+    runtime: Runtime,
+    progress: Callable[[str, float], None] = lambda text, done: None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every N; returns the final summary. Always tears the runtime down.
+
+    The caller has run runtime.preflight(), so usage errors came before anything started.
+    """
+    started = now_iso()
+    summary: dict = {
+        "run_id": rd.run_id,
+        "status": "running",
+        "started_at": started,
+        "ended_at": None,
+        "error": None,
+        "scenario": s.scenario,
+        "runtime": runtime.name,
+        "points": [],
+        "leftover_processes": [],
+    }
+    old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    points: list[dict] = []
+    per_point = s.warmup + s.duration + OVERHEAD_S
+    try:
+        mf = manifest(s, rd, runtime, started)
+        rd.write_manifest(mf)
+        rd.write_summary(summary)
+        rd.point_to_latest()
+        limits = mf["runtime"]["cpu_limits"]
+        if limits == "none":
+            log(
+                f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
+                "every point will be marked oversubscribed"
+            )
+        for i, n in enumerate(s.sweep):
+            base = i * per_point
+            progress(f"N={n}: starting {n} replica(s)", base)
+            runtime.resize(n) if i else runtime.start(n)
+            progress(f"N={n}: verifying endpoints through nginx", base + 2)
+            verify(runtime.endpoint, runtime.replicas())
+            users, out = s.users_at(n), rd.point_dir(n)
+            t0 = time.monotonic()
+
+            def tick(phase: str, n: int = n, base: float = base, t0: float = t0) -> None:
+                progress(
+                    f"N={n}: {phase} ({s.users_at(n)} users)",
+                    base + OVERHEAD_S + min(time.monotonic() - t0, s.warmup + s.duration),
+                )
+
+            run = loadgen.run_point(
+                s.scenario,
+                runtime.endpoint,
+                users,
+                s.warmup,
+                s.duration,
+                out,
+                rd.run_id,
+                runtime.counters,
+                tick,
+            )
+            points.append(make_point(n, users, run, runtime, s, limits, out, rd.path))
+            summary["points"] = with_scaling(points)
+            rd.write_summary(summary)
+        summary["status"] = "complete"
+    except (KeyboardInterrupt, Interrupted) as exc:
+        summary["status"] = "interrupted"
+        summary["error"] = f"interrupted ({exc or 'SIGINT'}) after {len(points)} finished point(s)"
+    except Exception as exc:  # noqa: BLE001  (recorded, then re-raised by the caller's exit code)
+        summary["status"] = "failed"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        (rd.path / "error.txt").write_text(traceback.format_exc())
+    finally:
+        # Teardown is not interruptible: a second Ctrl-C must not leave processes behind.
+        prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            progress("tearing down", len(s.sweep) * per_point)
+            runtime.stop()
+            summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
+            summary["ended_at"] = now_iso()
+            rd.write_summary(summary)
+        finally:
+            signal.signal(signal.SIGINT, prev_int)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    return summary

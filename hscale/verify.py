@@ -1,0 +1,72 @@
+"""Before any load: every endpoint answers correctly through the proxy, and every
+replica is reachable through it (proved by X-Replica, not by reading config)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import requests
+
+
+class VerificationError(RuntimeError):
+    pass
+
+
+def _expect(resp: requests.Response, status: int, what: str) -> dict:
+    if resp.status_code != status:
+        raise VerificationError(
+            f"{what}: expected HTTP {status}, got {resp.status_code}: {resp.text[:200]}"
+        )
+    if "X-Replica" not in resp.headers:
+        raise VerificationError(f"{what}: response has no X-Replica header")
+    try:
+        return resp.json()
+    except ValueError as exc:
+        raise VerificationError(f"{what}: body is not JSON: {resp.text[:200]}") from exc
+
+
+def check_endpoints(base: str, session: requests.Session) -> None:
+    get = lambda path: session.get(base + path, timeout=5)  # noqa: E731
+    _expect(get("/healthz"), 200, "GET /healthz")
+    _expect(get("/readyz"), 200, "GET /readyz")
+    if _expect(get("/json"), 200, "GET /json") != {"message": "Hello, World!"}:
+        raise VerificationError("GET /json: unexpected body")
+    first = _expect(session.post(base + "/counter", timeout=5), 200, "POST /counter")["value"]
+    second = _expect(session.post(base + "/counter", timeout=5), 200, "POST /counter")["value"]
+    if not (isinstance(first, int) and second > first):
+        raise VerificationError(f"POST /counter does not increment: {first} then {second}")
+    key, value = f"verify-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    _expect(session.put(f"{base}/kv/{key}", json={"value": value}, timeout=5), 200, "PUT /kv")
+    if _expect(get(f"/kv/{key}"), 200, "GET /kv")["value"] != value:
+        raise VerificationError("GET /kv does not return what PUT /kv stored")
+    _expect(get("/work?ms=1"), 200, "GET /work?ms=1")
+    _expect(get("/work?ms=abc"), 400, "GET /work?ms=abc (bad input)")
+
+
+def check_replicas(
+    base: str, expected: list[str], session: requests.Session, timeout: float = 15.0
+) -> dict[str, int]:
+    """Send rounds of requests until one round reaches every expected replica and no other
+    (old nginx workers may still route the previous set for a moment after a reload)."""
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = {}
+        for _ in range(4 * len(expected)):
+            replica = session.get(base + "/json", timeout=5).headers.get("X-Replica", "")
+            seen[replica] = seen.get(replica, 0) + 1
+        if set(seen) == set(expected):
+            return seen
+        time.sleep(0.2)
+    missing, extra = sorted(set(expected) - set(seen)), sorted(set(seen) - set(expected))
+    raise VerificationError(
+        f"the proxy does not reach exactly the running replicas: missing {missing}, "
+        f"unexpected {extra} (last round {seen})"
+    )
+
+
+def verify(base: str, expected: list[str]) -> dict[str, int]:
+    with requests.Session() as session:
+        check_endpoints(base, session)
+        return check_replicas(base, expected, session)
