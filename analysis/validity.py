@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 MAX_FAILURE_RATE = 0.01
 # One Locust process uses at most one core; near it, the generator limits throughput.
 LOADGEN_SATURATED_CPU = 0.9
+# Beyond this share of the host's CPUs busy, components wait for a core: budgets are not met.
+HOST_SATURATED = 0.9
 
 
 def validity_notes(
@@ -18,6 +20,8 @@ def validity_notes(
     cpu_warnings: Sequence[float],
     loadgen_cpu: float | None,
     oversubscribed: str | None,
+    host_busy_cores: float | None = None,
+    host_cpus: int | None = None,
 ) -> list[str]:
     """Reasons the point is not valid; an empty list means valid."""
     notes = []
@@ -41,4 +45,11 @@ def validity_notes(
         notes.append(f"traffic from unexpected replica(s): {', '.join(stray)}")
     if oversubscribed:
         notes.append(f"oversubscribed: {oversubscribed}")
+    elif (
+        host_busy_cores is not None and host_cpus and host_busy_cores >= HOST_SATURATED * host_cpus
+    ):
+        notes.append(
+            f"host CPU saturated: {host_busy_cores:.2f} of {host_cpus} cores busy, so components "
+            "could not all get their CPU (is something else running?)"
+        )
     return notes

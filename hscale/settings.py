@@ -142,6 +142,12 @@ KNOBS: tuple[Knob, ...] = (
         "gunicorn worker class",
     ),
     Knob("THREADS", "4", _int("THREADS", 1, 256), "threads per gthread worker"),
+    Knob(
+        "SPIN_IDLE",
+        "1",
+        _choice("SPIN_IDLE", lambda: ("0", "1")),
+        "1: keep idle cores busy at SCHED_IDLE priority so every N runs on equally awake CPUs",
+    ),
     Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
     Knob(
         "APP_PORT",
@@ -168,6 +174,7 @@ class Settings:
     workers: int
     worker_class: str
     threads: int
+    spin_idle: bool
     port: int
     app_port: int
     store_port: int
@@ -232,6 +239,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         workers=parsed["WORKERS"],
         worker_class=parsed["WORKER_CLASS"],
         threads=parsed["THREADS"],
+        spin_idle=parsed["SPIN_IDLE"] == "1",
         port=parsed["PORT"],
         app_port=parsed["APP_PORT"],
         store_port=parsed["STORE_PORT"],

@@ -8,8 +8,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from analysis import components, latency, scaling, validity
-from hscale import loadgen, procs, sysinfo
+from hscale import loadgen, procs, spinners, sysinfo
+from hscale.cgroups import CpuCounters
 from hscale.results import RunDir, now_iso
 from hscale.runtimes.base import Runtime
 from hscale.settings import RESERVED_CPUS, Settings
@@ -38,6 +41,17 @@ def oversubscription(s: Settings, n: int, limits: str) -> str | None:
     return None
 
 
+def host_counters(spin: list[procs.ManagedProcess]) -> dict[str, CpuCounters]:
+    """Whole-host busy CPU, and the spinners' share of it (to be subtracted)."""
+    t = psutil.cpu_times()
+    # guest time is already inside user; steal is time the hypervisor kept from us.
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return {
+        "host": CpuCounters(cpu_s=busy),
+        "spinners": CpuCounters(cpu_s=sum(procs.tree_cpu_seconds(p) for p in spin)),
+    }
+
+
 def make_point(
     n: int,
     users: int,
@@ -55,6 +69,8 @@ def make_point(
     budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": 1.0}
     kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
+    host, spin = cpu.pop("host", None), cpu.pop("spinners", None)
+    busy = host["cpu_cores"] - (spin["cpu_cores"] if spin else 0.0) if host else None
     requests, failures = tally["requests"], tally["failures"]
     over = oversubscription(s, n, limits)
     notes = validity.validity_notes(
@@ -65,6 +81,8 @@ def make_point(
         cpu_warnings=tally["cpu_warnings"],
         loadgen_cpu=cpu.get("loadgen", {}).get("cpu_cores"),
         oversubscribed=over,
+        host_busy_cores=busy,
+        host_cpus=s.host_cpus,
     )
     return {
         "replicas": n,
@@ -77,6 +95,7 @@ def make_point(
         "latency_ms": latency.percentiles_ms(tally["histogram"]),
         "per_replica_requests": dict(sorted(tally["per_replica_requests"].items())),
         "components": cpu,
+        "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
         "loadgen_cpu_warnings": tally["cpu_warnings"],
         "oversubscribed": over is not None,
         "valid": not notes,
@@ -149,6 +168,7 @@ def run_sweep(
     }
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     points: list[dict] = []
+    spin: list[procs.ManagedProcess] = []
     per_point = s.warmup + s.duration + OVERHEAD_S
     try:
         mf = manifest(s, rd, runtime, started)
@@ -156,6 +176,8 @@ def run_sweep(
         rd.write_summary(summary)
         rd.point_to_latest()
         limits = mf["runtime"]["cpu_limits"]
+        if s.spin_idle and spinners.available():
+            spin = spinners.start(s.host_cpus, rd.run_id, rd.path / "runtime" / "logs")
         if limits == "none":
             log(
                 f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
@@ -176,6 +198,9 @@ def run_sweep(
                     base + OVERHEAD_S + min(time.monotonic() - t0, s.warmup + s.duration),
                 )
 
+            def counters() -> dict:
+                return {**runtime.counters(), **host_counters(spin)}
+
             run = loadgen.run_point(
                 s.scenario,
                 runtime.endpoint,
@@ -184,7 +209,7 @@ def run_sweep(
                 s.duration,
                 out,
                 rd.run_id,
-                runtime.counters,
+                counters,
                 tick,
             )
             points.append(make_point(n, users, run, runtime, s, limits, out, rd.path))
@@ -203,6 +228,8 @@ def run_sweep(
         prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             progress("tearing down", len(s.sweep) * per_point)
+            for proc in spin:
+                proc.stop(timeout=2)
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
             summary["ended_at"] = now_iso()
