@@ -143,10 +143,11 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob("THREADS", "4", _int("THREADS", 1, 256), "threads per gthread worker"),
     Knob(
-        "SPIN_IDLE",
+        "BALLAST",
         "1",
-        _choice("SPIN_IDLE", lambda: ("0", "1")),
-        "1: keep idle cores busy at SCHED_IDLE priority so every N runs on equally awake CPUs",
+        _choice("BALLAST", lambda: ("0", "1")),
+        "1: run (largest N - N) busy loops under a replica's quota, so the host is equally "
+        "loaded at every N",
     ),
     Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
     Knob(
@@ -174,7 +175,7 @@ class Settings:
     workers: int
     worker_class: str
     threads: int
-    spin_idle: bool
+    ballast: bool
     port: int
     app_port: int
     store_port: int
@@ -239,7 +240,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         workers=parsed["WORKERS"],
         worker_class=parsed["WORKER_CLASS"],
         threads=parsed["THREADS"],
-        spin_idle=parsed["SPIN_IDLE"] == "1",
+        ballast=parsed["BALLAST"] == "1",
         port=parsed["PORT"],
         app_port=parsed["APP_PORT"],
         store_port=parsed["STORE_PORT"],

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 
 from analysis import components, latency, scaling, validity
-from hscale import loadgen, procs, spinners, sysinfo
+from hscale import loadgen, procs, sysinfo
+from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters
 from hscale.results import RunDir, now_iso
 from hscale.runtimes.base import Runtime
@@ -41,14 +42,14 @@ def oversubscription(s: Settings, n: int, limits: str) -> str | None:
     return None
 
 
-def host_counters(spin: list[procs.ManagedProcess]) -> dict[str, CpuCounters]:
-    """Whole-host busy CPU, and the spinners' share of it (to be subtracted)."""
+def host_counters(ballast: Ballast) -> dict[str, CpuCounters]:
+    """Whole-host busy CPU, and the ballast's share of it (to be subtracted)."""
     t = psutil.cpu_times()
     # guest time is already inside user; steal is time the hypervisor kept from us.
     busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
     return {
         "host": CpuCounters(cpu_s=busy),
-        "spinners": CpuCounters(cpu_s=sum(procs.tree_cpu_seconds(p) for p in spin)),
+        "ballast": CpuCounters(cpu_s=ballast.cpu_seconds()),
     }
 
 
@@ -69,8 +70,8 @@ def make_point(
     budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": 1.0}
     kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
-    host, spin = cpu.pop("host", None), cpu.pop("spinners", None)
-    busy = host["cpu_cores"] - (spin["cpu_cores"] if spin else 0.0) if host else None
+    host, ballast = cpu.pop("host", None), cpu.pop("ballast", None)
+    busy = host["cpu_cores"] - (ballast["cpu_cores"] if ballast else 0.0) if host else None
     requests, failures = tally["requests"], tally["failures"]
     over = oversubscription(s, n, limits)
     notes = validity.validity_notes(
@@ -168,16 +169,19 @@ def run_sweep(
     }
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     points: list[dict] = []
-    spin: list[procs.ManagedProcess] = []
+    ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
+    mf: dict = {}
     per_point = s.warmup + s.duration + OVERHEAD_S
     try:
         mf = manifest(s, rd, runtime, started)
+        summary["server"] = mf["runtime"].get("gunicorn")
+        summary["cpu_limits"] = mf["runtime"]["cpu_limits"]
         rd.write_manifest(mf)
         rd.write_summary(summary)
         rd.point_to_latest()
         limits = mf["runtime"]["cpu_limits"]
-        if s.spin_idle and spinners.available():
-            spin = spinners.start(s.host_cpus, rd.run_id, rd.path / "runtime" / "logs")
+        if s.ballast and not ballast.usable:
+            log(f"[warning] no ballast: it needs a cgroup CPU quota ({ballast.reason})")
         if limits == "none":
             log(
                 f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
@@ -187,6 +191,8 @@ def run_sweep(
             base = i * per_point
             progress(f"N={n}: starting {n} replica(s)", base)
             runtime.resize(n) if i else runtime.start(n)
+            if s.ballast:
+                ballast.resize(max(s.sweep) - n)
             progress(f"N={n}: verifying endpoints through nginx", base + 2)
             verify(runtime.endpoint, runtime.replicas())
             users, out = s.users_at(n), rd.point_dir(n)
@@ -199,7 +205,7 @@ def run_sweep(
                 )
 
             def counters() -> dict:
-                return {**runtime.counters(), **host_counters(spin)}
+                return {**runtime.counters(), **host_counters(ballast)}
 
             run = loadgen.run_point(
                 s.scenario,
@@ -228,12 +234,15 @@ def run_sweep(
         prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             progress("tearing down", len(s.sweep) * per_point)
-            for proc in spin:
-                proc.stop(timeout=2)
+            ballast.stop()
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
             summary["ended_at"] = now_iso()
             rd.write_summary(summary)
+            if mf:
+                rd.write_manifest(
+                    {**mf, "ended_at": summary["ended_at"], "status": summary["status"]}
+                )
         finally:
             signal.signal(signal.SIGINT, prev_int)
             for sig, handler in old.items():

@@ -1,0 +1,191 @@
+"""Helpers shared by tests/harness and tests/e2e: run the real `hscale` console script,
+pick ports, and find what a run may have left behind (processes, cgroups, temp dirs).
+
+Importable as `hscale_testkit` because pytest puts tests/ on sys.path for tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_MARKER = "HSCALE_RUN_ID"  # what hscale.procs puts in every child's environment
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+# Ports are picked below the kernel's ephemeral range: a replica port that is only bound
+# when N grows must not be taken meanwhile as the local port of an outgoing connection
+# (Locust and nginx open many), and hscale's defaults (8080, 8101.., 6390) are avoided.
+_PORT_LO, _PORT_HI = 20_000, 32_000
+_handed_out: set[int] = set()
+
+
+def hscale_cmd() -> list[str]:
+    """The installed console script of this venv (falls back to `python -m hscale.cli`)."""
+    script = Path(sys.executable).parent / "hscale"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hscale.cli"]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int = 1) -> int:
+    """First of `count` consecutive free loopback ports, never handed out twice per session."""
+    rng = random.Random()
+    for _ in range(1000):
+        base = rng.randrange(_PORT_LO, _PORT_HI - count)
+        block = range(base, base + count)
+        if any(p in _handed_out for p in block):
+            continue
+        if all(_bindable(p) for p in block):
+            _handed_out.update(block)
+            return base
+    raise RuntimeError(f"no block of {count} free ports in {_PORT_LO}..{_PORT_HI}")
+
+
+class Ports:
+    """PORT, APP_PORT (with room for `replicas` replicas) and STORE_PORT for one run."""
+
+    def __init__(self, replicas: int) -> None:
+        self.port = free_port_block()
+        self.app_port = free_port_block(replicas)
+        self.store_port = free_port_block()
+
+    def args(self) -> list[str]:
+        return [
+            "--port",
+            str(self.port),
+            "--app-port",
+            str(self.app_port),
+            "--store-port",
+            str(self.store_port),
+        ]
+
+
+def hscale_env(tmpdir: Path | None = None) -> dict[str, str]:
+    """The environment for a child hscale: no inherited MAKEFLAGS, a private TMPDIR."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.pop(RUN_MARKER, None)
+    if tmpdir is not None:
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
+    return env
+
+
+def run_hscale(
+    args: list[str], *, tmpdir: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*hscale_cmd(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=hscale_env(tmpdir),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_dirs(results: Path) -> list[Path]:
+    """Run directories in a results dir (everything but the `latest` link and dotfiles)."""
+    if not results.exists():
+        return []
+    return sorted(
+        p for p in results.iterdir() if p.name != "latest" and not p.name.startswith(".")
+    )
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def marked_processes(run_id: str) -> list[psutil.Process]:
+    """Every live process whose environment carries HSCALE_RUN_ID=<run_id>."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(RUN_MARKER) == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def describe(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            out.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+    return out
+
+
+def wait_no_marked_processes(run_id: str, grace: float = 3.0) -> list[str]:
+    """Processes of the run still alive after `grace` s (time for SIGKILLed ones to die)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = marked_processes(run_id)
+        if not left or time.monotonic() > deadline:
+            return describe(left)
+        time.sleep(0.1)
+
+
+def cgroup_dirs(run_id: str) -> list[Path]:
+    """hscale-<run_id> groups under any controller (v1) or the unified root (v2)."""
+    return sorted(CGROUP_ROOT.glob(f"*/hscale-{run_id}")) + sorted(
+        CGROUP_ROOT.glob(f"hscale-{run_id}")
+    )
+
+
+def _remove_group_tree(top: Path) -> None:
+    for d in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True) + [top]:
+        procs = d / "cgroup.procs"
+        with contextlib.suppress(OSError, ValueError):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for _ in range(40):
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def clean_up_run(run_id: str) -> None:
+    """After a test, whatever it asserted: kill the run's processes, remove its cgroups."""
+    for proc in marked_processes(run_id):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    for top in cgroup_dirs(run_id):
+        _remove_group_tree(top)
+
+
+def stop_process_group(popen: subprocess.Popen) -> None:
+    """SIGKILL a process started with start_new_session=True, and its group."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(timeout=10)
