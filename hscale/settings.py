@@ -117,7 +117,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         "USERS_PER_REPLICA",
-        "8",
+        "16",
         _int("USERS_PER_REPLICA", 1, 10_000),
         "users per replica when USERS is not set, so every N is saturated",
     ),
