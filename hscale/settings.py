@@ -134,7 +134,13 @@ KNOBS: tuple[Knob, ...] = (
         _choice("runtime", lambda: RUNTIMES),
         "where the stack runs: local processes (auto = local)",
     ),
-    Knob("WORKERS", "1", _int("WORKERS", 1, 64), "gunicorn worker processes per replica"),
+    Knob(
+        "WORKERS",
+        None,
+        _int("WORKERS", 1, 64),
+        "gunicorn worker processes per replica, sized from its CPU budget, not the host's",
+        "REPLICA_CPUS rounded up",
+    ),
     Knob(
         "WORKER_CLASS",
         "gthread",
@@ -237,7 +243,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         replica_cpus=replica_cpus,
         replica_cpus_source=source,
         runtime=parsed["RUNTIME"],
-        workers=parsed["WORKERS"],
+        workers=parsed["WORKERS"] or math.ceil(replica_cpus - 1e-9),
         worker_class=parsed["WORKER_CLASS"],
         threads=parsed["THREADS"],
         ballast=parsed["BALLAST"] == "1",

@@ -224,7 +224,8 @@ def run_sweep(
         summary["status"] = "complete"
     except (KeyboardInterrupt, Interrupted) as exc:
         summary["status"] = "interrupted"
-        summary["error"] = f"interrupted ({exc or 'SIGINT'}) after {len(points)} finished point(s)"
+        cause = str(exc) or "SIGINT"
+        summary["error"] = f"interrupted ({cause}) after {len(points)} finished point(s)"
     except Exception as exc:  # noqa: BLE001  (recorded, then re-raised by the caller's exit code)
         summary["status"] = "failed"
         summary["error"] = f"{type(exc).__name__}: {exc}"

@@ -106,9 +106,7 @@ def run_dirs(results: Path) -> list[Path]:
     """Run directories in a results dir (everything but the `latest` link and dotfiles)."""
     if not results.exists():
         return []
-    return sorted(
-        p for p in results.iterdir() if p.name != "latest" and not p.name.startswith(".")
-    )
+    return sorted(p for p in results.iterdir() if p.name != "latest" and not p.name.startswith("."))
 
 
 def read_json(path: Path) -> dict | None:
