@@ -39,7 +39,7 @@ def speedup_efficiency(points: Sequence[dict]) -> list[tuple[float | None, float
 def efficiency_notes(efficiency: float | None) -> list[str]:
     if efficiency is not None and efficiency > SUPERLINEAR:
         return [
-            f"efficiency {efficiency:.2f} > 1: superlinear, suspicious (smaller N may be "
+            f"efficiency {efficiency:.3f} > 1: superlinear, suspicious (smaller N may be "
             "under-loaded or unevenly throttled); read the per-replica CPU before trusting it"
         ]
     return []

@@ -81,7 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     root = Path(s.results)
     run_id = new_run_id(s.scenario)
     runtime = runtimes.create(s, run_id, root / run_id / "runtime")
-    runtime.preflight()  # usage errors (busy port, missing binary) before anything starts
+    try:
+        runtime.preflight()  # usage errors (busy port, missing binary) before anything starts
+    except BaseException:
+        runtime.stop()  # nothing started, but the runtime made its temporary directory
+        raise
     rd = RunDir(root, run_id)
     err_console.print(
         f"hscale: sweep N={' '.join(map(str, s.sweep))}, scenario {s.scenario}, runtime "
@@ -115,9 +119,16 @@ def _run_path(raw: str) -> Path:
     return path.resolve()
 
 
+def _load_summary(path: Path) -> dict:
+    try:
+        return load_summary(path)
+    except ValueError as exc:  # another schema_version, or not JSON
+        raise settings.UsageError(f"{path}/summary.json: {exc}") from None
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     path = _run_path(args.run)
-    print_summary(load_summary(path), str(path))
+    print_summary(_load_summary(path), str(path))
     return 0
 
 
@@ -126,7 +137,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     path = _run_path(args.run)
     manifest = json.loads((path / "manifest.json").read_text())
-    console.print(str(throughput_plot(load_summary(path), manifest, path / "throughput.png")))
+    console.print(str(throughput_plot(_load_summary(path), manifest, path / "throughput.png")))
     return 0
 
 

@@ -205,7 +205,7 @@ class Settings:
 def default_replica_cpus(largest_n: int, host_cpus: int) -> float:
     """Largest budget, in steps of 0.05 CPU, that lets the largest N fit beside the rest."""
     budget = (host_cpus - RESERVED_CPUS) / largest_n
-    return max(MIN_REPLICA_CPUS, math.floor(budget / 0.05 + 1e-9) * 0.05)
+    return round(max(MIN_REPLICA_CPUS, math.floor(budget / 0.05 + 1e-9) * 0.05), 2)
 
 
 def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Settings:

@@ -231,8 +231,10 @@ def run_sweep(
         summary["error"] = f"{type(exc).__name__}: {exc}"
         (rd.path / "error.txt").write_text(traceback.format_exc())
     finally:
-        # Teardown is not interruptible: a second Ctrl-C must not leave processes behind.
-        prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Teardown is not interruptible: a second Ctrl-C or SIGTERM must not leave
+        # processes behind.
+        held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        prev = {sig: signal.signal(sig, signal.SIG_IGN) for sig in held}
         try:
             progress("tearing down", len(s.sweep) * per_point)
             ballast.stop()
@@ -245,7 +247,7 @@ def run_sweep(
                     {**mf, "ended_at": summary["ended_at"], "status": summary["status"]}
                 )
         finally:
-            signal.signal(signal.SIGINT, prev_int)
+            signal.signal(signal.SIGINT, prev[signal.SIGINT])
             for sig, handler in old.items():
                 signal.signal(sig, handler)
     return summary

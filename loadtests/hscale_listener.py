@@ -22,6 +22,7 @@ from collections import Counter
 import gevent
 from hdrh.histogram import HdrHistogram
 from locust import events
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 # 1 microsecond to 60 s at 3 significant digits: exact enough for p99.9 and max.
 LOWEST_US, HIGHEST_US, SIG_DIGITS = 1, 60_000_000, 3
@@ -121,6 +122,9 @@ def on_test_stop(**_kw) -> None:
     if path:
         _write(path, tally.dump())
     _mark("done")
+    # Locust writes its CSV once per interval and not at exit: wait one more tick so
+    # locust_stats.csv covers the whole window too (users are already stopped).
+    gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
 
 
 def _mark(phase: str) -> None:

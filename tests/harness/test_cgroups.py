@@ -72,9 +72,7 @@ def test_detect_matches_the_filesystem():
     if MODE == "v2":
         assert (cgroups.ROOT / "cgroup.controllers").exists()
     else:
-        assert any(
-            (cgroups.ROOT / c / "cpu.cfs_quota_us").exists() for c in ("cpu", "cpu,cpuacct")
-        )
+        assert any((cgroups.ROOT / c / "cpu.cfs_quota_us").exists() for c in ("cpu", "cpu,cpuacct"))
 
 
 def test_quota_is_written(make_group):

@@ -35,15 +35,25 @@ def usage_error(host_cpus: int = 8, **values: str) -> str:
 # -- defaults ----------------------------------------------------------------------------
 
 
+def default(name: str):
+    """A knob's default as its own parser reads it (the table is the one source of truth)."""
+    knob = next(k for k in KNOBS if k.name == name)
+    return None if knob.default is None else knob.parse(knob.default)
+
+
 def test_defaults_from_the_knob_table():
     s = load({}, host_cpus=9)
-    assert s.sweep == (1, 2, 3, 4)
-    assert s.scenario == "mixed"
-    assert s.duration == 20.0 and s.warmup == 5.0
-    assert s.users is None and s.users_per_replica == 8
-    assert s.replica_cpus == pytest.approx(2.0) and s.replica_cpus_source == "default"
+    assert s.sweep == tuple(range(1, default("REPLICAS") + 1))
+    assert s.scenario == default("SCENARIO") and s.scenario in paths.scenarios()
+    assert (s.duration, s.warmup) == (default("DURATION"), default("WARMUP"))
+    assert s.duration >= 1 and s.warmup >= 0
+    assert s.users is None and s.users_per_replica == default("USERS_PER_REPLICA")
+    assert s.replica_cpus_source == "default"
+    assert s.replica_cpus == pytest.approx(default_replica_cpus(max(s.sweep), 9))
     assert s.runtime == "auto"
-    assert (s.workers, s.worker_class, s.threads) == (1, "gthread", 4)
+    assert (s.worker_class, s.threads) == (default("WORKER_CLASS"), default("THREADS"))
+    # WORKERS is either a fixed default or derived from the replica's CPU budget
+    assert s.workers == (default("WORKERS") or math.ceil(s.replica_cpus - 1e-9))
     assert (s.port, s.app_port, s.store_port) == (8080, 8101, 6390)
     assert s.results == str(paths.RESULTS_DIR)
     assert s.host_cpus == 9
@@ -281,7 +291,7 @@ def test_users_at_scales_with_n_unless_users_is_set():
     assert [s.users_at(n) for n in (1, 2, 4)] == [5, 10, 20]
     fixed = load_ok(USERS="30", USERS_PER_REPLICA="5")
     assert [fixed.users_at(n) for n in (1, 2, 4)] == [30, 30, 30]
-    assert load_ok().users_at(3) == 24  # default 8 per replica
+    assert load_ok().users_at(3) == 3 * default("USERS_PER_REPLICA")
     usage_error(USERS="0")
     usage_error(USERS_PER_REPLICA="0")
 
@@ -299,3 +309,10 @@ def test_default_budget_fits_every_n_of_the_sweep():
     for host in (2, 3, 4, 8, 16):
         s = load_ok(host_cpus=host, REPLICAS=str(host - 1))
         assert all(s.fits_host(n) for n in s.sweep), (host, s.replica_cpus)
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [("0.25", 1), ("1", 1), ("1.05", 2), ("2.5", 3)])
+def test_workers_follow_the_replica_budget_unless_set(cpus, workers):
+    assert load_ok(host_cpus=8, REPLICA_CPUS=cpus).workers == workers
+    assert load_ok(host_cpus=8, REPLICA_CPUS=cpus, WORKERS="5").workers == 5
+    assert "WORKERS" in usage_error(WORKERS="0")

@@ -1,0 +1,259 @@
+"""A real sweep, N = 1 and 2, through the installed `hscale` console script: real nginx,
+gunicorn replicas under cgroup quotas, redis-server and Locust, into a private results
+dir on ports of its own. Then what it wrote, and what it left behind (nothing)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hscale_testkit import (
+    Ports,
+    cgroup_dirs,
+    clean_up_run,
+    run_dirs,
+    run_hscale,
+    wait_no_marked_processes,
+)
+
+from hscale import cgroups
+
+pytestmark = pytest.mark.e2e
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+POINT_KEYS = {
+    "replicas",
+    "throughput_rps",
+    "requests",
+    "failures",
+    "latency_ms",
+    "per_replica_requests",
+    "valid",
+    "notes",
+    "components",
+}
+
+
+@dataclass
+class Run:
+    results: Path
+    tmpdir: Path
+    path: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    summary_bytes: bytes  # summary.json as the run left it
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def summary(self) -> dict:
+        return json.loads((self.path / "summary.json").read_text())
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+    def why(self) -> str:
+        out, err = self.stdout[-3000:], self.stderr[-3000:]
+        return f"exit {self.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+
+
+def bench(results: Path, tmpdir: Path, *args: str, replicas: int) -> Run:
+    before = set(run_dirs(results))
+    done = run_hscale(
+        ["bench", "--scenario", "json", "--results", str(results), *Ports(replicas).args(), *args],
+        tmpdir=tmpdir,
+        timeout=150,
+    )
+    new = sorted(set(run_dirs(results)) - before)
+    assert len(new) == 1, f"expected one new run dir, got {new}\n{done.stderr[-3000:]}"
+    written = new[0] / "summary.json"
+    summary = written.read_bytes() if written.exists() else b""
+    return Run(results, tmpdir, new[0], done.returncode, done.stdout, done.stderr, summary)
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory) -> Iterator[dict[str, Path]]:
+    base = tmp_path_factory.mktemp("sweep")
+    yield {"results": base / "results", "tmpdir": base / "tmp"}
+    for run in run_dirs(base / "results"):  # whatever the tests asserted, leave nothing
+        clean_up_run(run.name)
+
+
+@pytest.fixture(scope="module")
+def run(space) -> Run:
+    args = ["--sweep", "1 2", "--duration", "4", "--warmup", "2"]
+    return bench(space["results"], space["tmpdir"], *args, replicas=2)
+
+
+def test_exit_code_and_table(run):
+    assert run.returncode == 0, run.why()
+    assert run.run_id in run.stdout and "results:" in run.stdout, run.why()
+
+
+def test_summary(run):
+    s = run.summary
+    assert s["schema_version"] == 1
+    assert s["status"] == "complete", s.get("error")
+    assert s["error"] is None
+    assert s["run_id"] == run.run_id
+    assert s["scenario"] == "json" and s["runtime"] == "local"
+    assert isinstance(s["started_at"], str) and isinstance(s["ended_at"], str)
+    assert s["leftover_processes"] == [], "teardown missed processes that had to be killed"
+    assert [p["replicas"] for p in s["points"]] == [1, 2]
+
+
+def test_point_fields_and_types(run):
+    for p in run.summary["points"]:
+        assert set(p) >= POINT_KEYS, POINT_KEYS - set(p)
+        assert isinstance(p["replicas"], int)
+        assert isinstance(p["throughput_rps"], (int, float)) and p["throughput_rps"] > 0
+        assert isinstance(p["requests"], int) and p["requests"] > 0
+        assert isinstance(p["failures"], int) and 0 <= p["failures"] <= p["requests"]
+        assert isinstance(p["valid"], bool)
+        assert isinstance(p["notes"], list) and all(isinstance(n, str) for n in p["notes"])
+        if not p["notes"]:
+            assert p["valid"]
+        lat = p["latency_ms"]
+        for key in ("p50", "p95", "p99", "max"):
+            assert isinstance(lat[key], (int, float)) and lat[key] > 0, (key, lat)
+        assert lat["max"] >= lat["p99"] >= lat["p95"] >= lat["p50"]
+        assert isinstance(p["per_replica_requests"], dict)
+        assert isinstance(p["components"], dict)
+        # throughput is successful responses over the measured window
+        ok = p["requests"] - p["failures"]
+        assert p["throughput_rps"] == pytest.approx(ok / p["duration_s"], rel=0.01)
+        assert p["duration_s"] == pytest.approx(4, abs=1.0)
+
+
+def test_every_replica_served_and_load_is_balanced(run):
+    one, two = run.summary["points"]
+    assert set(one["per_replica_requests"]) == {"replica-1"}
+    counts = two["per_replica_requests"]
+    assert set(counts) == {"replica-1", "replica-2"}, counts
+    total = sum(counts.values())
+    # every successful response names its replica; a transport error has no header
+    assert two["requests"] - two["failures"] <= total <= two["requests"]
+    for name, count in counts.items():
+        assert count > 0 and count / total >= 0.25, (name, counts)
+
+
+def test_components_and_cpu_quota(run):
+    config = run.manifest["config"]
+    for p in run.summary["points"]:
+        comps = p["components"]
+        replicas = {f"replica-{i}" for i in range(1, p["replicas"] + 1)}
+        assert replicas | {"nginx", "store", "loadgen"} <= set(comps), sorted(comps)
+        for name in replicas:
+            c = comps[name]
+            assert c["kind"] == "replica"
+            assert c["budget_cpus"] == pytest.approx(config["replica_cpus"])
+            assert c["cpu_cores"] > 0
+            # the quota holds: a saturated replica cannot use more than its budget
+            assert c["cpu_cores"] <= c["budget_cpus"] * 1.15, (name, c)
+        assert comps["loadgen"]["cpu_cores"] > 0
+
+
+def test_manifest(run):
+    m = run.manifest
+    assert m["schema_version"] == 1 and m["run_id"] == run.run_id
+    assert set(m["git"]) >= {"sha", "dirty"} and m["git"]["sha"]
+    versions = m["versions"]
+    for name in ("python", "locust", "gunicorn", "flask", "hdrhistogram"):
+        assert versions.get(name), name
+    assert "nginx" in (versions.get("nginx") or "") and versions.get("redis_server")
+    assert m["host"]["cpu_count"] == os.cpu_count()
+    assert isinstance(m["host"]["cpu_model"], str) and m["host"]["cpu_model"]
+    mode, _ = cgroups.detect()
+    expected = "none" if mode == "none" else f"cgroup-{mode}"
+    assert m["runtime"]["name"] == "local" and m["runtime"]["cpu_limits"] == expected
+    assert m["config"]["sweep"] == [1, 2] and m["config"]["scenario"] == "json"
+    assert m["config"]["duration"] == 4.0 and m["config"]["warmup"] == 2.0
+    assert m["started_at"] and m.get("status") == "complete" and m.get("ended_at")
+
+
+def test_raw_files_per_point(run):
+    for p in run.summary["points"]:
+        raw = run.path / p["raw"]
+        assert raw == run.path / "points" / f"n{p['replicas']}"
+        stats = raw / "locust_stats.csv"
+        assert stats.is_file()
+        rows = list(csv.DictReader(stats.open()))
+        assert any(r["Name"] == "Aggregated" for r in rows), rows
+        assert (raw / "tally.json").is_file() and (raw / "locust.json").is_file()
+    assert (run.path / "runtime" / "nginx.conf").is_file()
+
+
+def test_locust_json_agrees_with_summary(run):
+    """Locust's own final stats cover the same window as hscale's tally."""
+    for p in run.summary["points"]:
+        entries = json.loads((run.path / p["raw"] / "locust.json").read_text())
+        assert sum(e["num_requests"] for e in entries) == p["requests"]
+        assert sum(e["num_failures"] for e in entries) == p["failures"]
+
+
+def test_locust_stats_csv_covers_the_whole_window(run):
+    """results/README.md: locust_stats.csv covers the measurement window; the listener
+    promises 'Locust's CSV/JSON and hscale agree'. Locust rewrites the CSV once a second,
+    so without a final write it misses the window's last second."""
+    for p in run.summary["points"]:
+        rows = csv.DictReader((run.path / p["raw"] / "locust_stats.csv").open())
+        total = next(int(r["Request Count"]) for r in rows if r["Name"] == "Aggregated")
+        assert total == pytest.approx(p["requests"], rel=0.01), (
+            f"N={p['replicas']}: locust_stats.csv counts {total} requests, summary {p['requests']}"
+        )
+
+
+def test_throughput_png(run):
+    png = run.path / "throughput.png"
+    assert png.is_file() and png.read_bytes()[:8] == PNG_MAGIC
+    assert png.stat().st_size > 5000
+
+
+def test_latest_points_to_the_run(run):
+    latest = run.results / "latest"
+    assert latest.is_symlink() and os.readlink(latest) == run.run_id
+
+
+def test_nothing_left_behind(run):
+    assert wait_no_marked_processes(run.run_id, grace=1.0) == []
+    assert cgroup_dirs(run.run_id) == []
+    assert [p.name for p in run.tmpdir.glob(f"hscale-{run.run_id}*")] == []
+
+
+def test_show_and_plot_read_the_run(run):
+    shown = run_hscale(["show", str(run.path)], tmpdir=run.tmpdir)
+    assert shown.returncode == 0, shown.stderr
+    assert run.run_id in shown.stdout and "complete" in shown.stdout
+    png = run.path / "throughput.png"
+    png.unlink()
+    plotted = run_hscale(["plot", str(run.path)], tmpdir=run.tmpdir)
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_second_run_gets_a_new_dir_and_leaves_the_first_intact(run):
+    first_files = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*"))
+    second = bench(
+        run.results, run.tmpdir, "--sweep", "1", "--duration", "2", "--warmup", "1", replicas=1
+    )
+    try:
+        assert second.returncode == 0, second.why()
+        assert second.path != run.path and second.run_id != run.run_id
+        assert (run.path / "summary.json").read_bytes() == run.summary_bytes
+        assert sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*")) == first_files
+        assert os.readlink(run.results / "latest") == second.run_id
+        assert second.summary["status"] == "complete"
+        assert [p["replicas"] for p in second.summary["points"]] == [1]
+        assert wait_no_marked_processes(second.run_id, grace=1.0) == []
+        assert cgroup_dirs(second.run_id) == []
+    finally:
+        clean_up_run(second.run_id)
