@@ -2,8 +2,8 @@
 
 Why: replicas share one host, and a replica's CPU cost per request depends on how busy
 the host is (idle virtual CPUs halt and wake, caches go cold). Measured on the 2-core VM
-this was written on (8 users per replica), /json cost 0.46 ms of replica CPU per request at N = 1 and 0.35 ms
-at N = 4, an efficiency E(4) = 1.36 that was artefact, not app. Real replicas run on
+this was written on, /json cost 0.46 ms of replica CPU per request at N = 1 and 0.36 ms
+at N = 4, an efficiency E(4) = 1.30 that was artefact, not app (see README.md). Real replicas run on
 machines of their own, whose load does not depend on N. So at each point, (largest N - N)
 busy loops run beside the stack, each under the same CPU quota as a replica: the replicas'
 share of the host is then the same at every N. Their CPU is measured and excluded from
