@@ -1,6 +1,7 @@
 """Where the project's parts live. The harness drives them over HTTP and by path only:
 it never imports the app."""
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +19,13 @@ def scenarios() -> list[str]:
 
 def locustfile(scenario: str) -> Path:
     return LOADTESTS_DIR / f"scenario_{scenario}.py"
+
+
+def render_nginx(values: dict[str, str]) -> str:
+    """nginx/nginx.conf.template with every @TOKEN@ filled in (a missing one is an error)."""
+    text = (NGINX_DIR / "nginx.conf.template").read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    if re.search(r"@[A-Z_]+@", text):
+        raise ValueError("nginx.conf.template has a token that was not filled in")
+    return text

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from hscale import cgroups, paths
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.procs import (
@@ -227,19 +225,22 @@ class LocalRuntime(Runtime):
 
     def _configure_nginx(self) -> None:
         conf = self.workdir / "nginx.conf"
-        template = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(paths.NGINX_DIR),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        ).get_template("local.conf.j2")
+        logdir = self.workdir / "logs"
         conf.write_text(
-            template.render(
-                run_id=self.run_id,
-                replicas=self.replica_list,
-                port=self.s.port,
-                tmpdir=self.tmp,
-                logdir=self.workdir / "logs",
-                user="root" if os.geteuid() == 0 else None,
+            paths.render_nginx(
+                {
+                    "DAEMON": "off",
+                    "TMP": str(self.tmp),
+                    "ERROR_LOG": str(logdir / "nginx-error.log"),
+                    "ACCESS_LOG": str(logdir / "nginx-access.log"),
+                    "USER_DIRECTIVE": "user root;" if os.geteuid() == 0 else "",
+                    "LISTEN": f"127.0.0.1:{self.s.port}",
+                    "UPSTREAM_SERVERS": "\n".join(
+                        f"        server 127.0.0.1:{r.port} max_fails=3 fail_timeout=5s;"
+                        f"  # {r.name}"
+                        for r in self.replica_list
+                    ),
+                }
             )
         )
         if self.nginx is None:
