@@ -16,7 +16,7 @@ from typing import Any
 
 from hscale import paths
 
-RUNTIMES = ("auto", "local")
+RUNTIMES = ("auto", "local", "docker")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -84,6 +84,13 @@ def _choice(name: str, options: Callable[[], tuple[str, ...] | list[str]]) -> Ca
     return parse
 
 
+def _memory(raw: str) -> str:
+    value = raw.strip().lower()
+    if not re.fullmatch(r"\d+[kmg]", value) or int(value[:-1]) == 0:
+        raise UsageError(f"REPLICA_MEMORY must be a size like 256m or 1g, got {raw!r}")
+    return value
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -132,7 +139,16 @@ KNOBS: tuple[Knob, ...] = (
         "RUNTIME",
         "auto",
         _choice("runtime", lambda: RUNTIMES),
-        "where the stack runs: local processes (auto = local)",
+        "where the stack runs: docker (compose) or local processes; auto = docker when an "
+        "engine answers, else local",
+    ),
+    Knob("REPLICA_MEMORY", "256m", _memory, "memory limit of each app container (docker)"),
+    Knob(
+        "OFFLINE",
+        "auto",
+        _choice("OFFLINE", lambda: ("auto", "0", "1")),
+        "images: 1 builds bases from Debian packages (no registry), 0 needs a registry, "
+        "auto tries the registry first",
     ),
     Knob(
         "WORKERS",
@@ -178,6 +194,8 @@ class Settings:
     replica_cpus: float
     replica_cpus_source: str
     runtime: str
+    replica_memory: str
+    offline: str
     workers: int
     worker_class: str
     threads: int
@@ -243,6 +261,8 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         replica_cpus=replica_cpus,
         replica_cpus_source=source,
         runtime=parsed["RUNTIME"],
+        replica_memory=parsed["REPLICA_MEMORY"],
+        offline=parsed["OFFLINE"],
         workers=parsed["WORKERS"] or math.ceil(replica_cpus - 1e-9),
         worker_class=parsed["WORKER_CLASS"],
         threads=parsed["THREADS"],

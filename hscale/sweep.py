@@ -190,7 +190,13 @@ def run_sweep(
         for i, n in enumerate(s.sweep):
             base = i * per_point
             progress(f"N={n}: starting {n} replica(s)", base)
-            runtime.resize(n) if i else runtime.start(n)
+            if i:
+                runtime.resize(n)
+            else:
+                runtime.start(n)
+                # Now the runtime knows how it ran (e.g. which image path it took).
+                mf = manifest(s, rd, runtime, started)
+                rd.write_manifest(mf)
             if s.ballast:
                 ballast.resize(max(s.sweep) - n)
             progress(f"N={n}: verifying endpoints through nginx", base + 2)

@@ -1,11 +1,26 @@
 """Runtimes: where the stack runs. One small interface (base.Runtime), one sweep."""
 
+from pathlib import Path
+
 from hscale.runtimes.base import Runtime
 from hscale.settings import Settings
 
 
-def create(settings: Settings, run_id: str, workdir) -> Runtime:
-    """The runtime the settings ask for (auto: local until a container runtime exists)."""
+def resolve(name: str) -> str:
+    """auto: docker where an engine answers, else local (the embedded default)."""
+    if name != "auto":
+        return name
+    from hscale.runtimes.docker import engine_answers
+
+    return "docker" if engine_answers() else "local"
+
+
+def create(settings: Settings, run_id: str, workdir: Path) -> Runtime:
+    name = resolve(settings.runtime)
+    if name == "docker":
+        from hscale.runtimes.docker import DockerRuntime
+
+        return DockerRuntime(settings, run_id, workdir)
     from hscale.runtimes.local import LocalRuntime
 
     return LocalRuntime(settings, run_id, workdir)

@@ -232,7 +232,7 @@ class LocalRuntime(Runtime):
                     "DAEMON": "off",
                     "TMP": str(self.tmp),
                     "ERROR_LOG": str(logdir / "nginx-error.log"),
-                    "ACCESS_LOG": str(logdir / "nginx-access.log"),
+                    "ACCESS_LOG": f"{logdir / 'nginx-access.log'} upstream buffer=256k flush=2s",
                     "USER_DIRECTIVE": "user root;" if os.geteuid() == 0 else "",
                     "LISTEN": f"127.0.0.1:{self.s.port}",
                     "UPSTREAM_SERVERS": "\n".join(

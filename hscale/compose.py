@@ -1,0 +1,71 @@
+"""Running docker compose (the v2 plugin where present, else docker-compose v1) for one
+project, with the environment that fills docker-compose.yml's variables."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from functools import cache
+
+from hscale import paths
+from hscale.settings import UsageError
+
+COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
+
+
+@cache
+def command() -> tuple[str, ...]:
+    if shutil.which("docker"):
+        done = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return ("docker", "compose")
+    if shutil.which("docker-compose"):
+        return ("docker-compose",)
+    raise UsageError(
+        "neither `docker compose` nor `docker-compose` is installed; install one "
+        "(e.g. apt-get install docker-compose) or use RUNTIME=local"
+    )
+
+
+class Compose:
+    def __init__(self, project: str, env: dict[str, str]) -> None:
+        self.project, self.env = project, env
+
+    def argv(self, *args: str) -> list[str]:
+        return [*command(), "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        on_line: Callable[[str], None] | None = None,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess:
+        """Run a compose command; stream its output lines to on_line when given."""
+        proc = subprocess.Popen(
+            self.argv(*args),
+            env=self.env,
+            cwd=paths.ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line:
+                on_line(line.rstrip())
+        code = proc.wait(timeout=timeout)
+        out = "".join(lines)
+        if check and code != 0:
+            raise ComposeError(
+                f"`{' '.join(self.argv(*args)[-4:])}` failed ({code}):\n{out[-2000:]}"
+            )
+        return subprocess.CompletedProcess(proc.args, code, out, "")
+
+
+class ComposeError(RuntimeError):
+    pass
