@@ -68,7 +68,11 @@ class Ports:
         self.store_port = free_port_block()
 
     def args(self) -> list[str]:
+        # These ports belong to the local runtime; name it, since auto picks docker
+        # wherever an engine answers.
         return [
+            "--runtime",
+            "local",
             "--port",
             str(self.port),
             "--app-port",
