@@ -33,7 +33,10 @@ class Compose:
         self.project, self.env = project, env
 
     def argv(self, *args: str) -> list[str]:
-        return [*command(), "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        # v1 applies deploy.resources (the limits swarm also reads) only in compatibility
+        # mode; v2 always does.
+        compat = ["--compatibility"] if command() == ("docker-compose",) else []
+        return [*command(), *compat, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
 
     def run(
         self,

@@ -1,0 +1,53 @@
+"""docker-compose.yml as `docker stack deploy` accepts it.
+
+Swarm's loader takes an older schema than compose: no `build`, `depends_on` only as a
+list, no `pids_limit` or `security_opt` at service level, no host IP on published ports.
+This pure function derives the stack file from the one compose file, so there is still
+a single description of the stack. Variables (`${...}`) are kept for `docker stack
+deploy` to fill from the environment: the password never lands in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+# What swarm cannot honour, said once per run in the output and the manifest.
+DROPPED_NOTES = {
+    "security_opt": "no-new-privileges is not settable on swarm services",
+    "pids_limit": "swarm services take no pids limit",
+    "ports_host_ip": "swarm publishes PORT on every interface of the node, not only 127.0.0.1",
+}
+
+
+def stack_file(compose_text: str) -> tuple[str, list[str]]:
+    """(stack YAML, notes on what swarm could not keep)."""
+    doc: dict[str, Any] = yaml.safe_load(compose_text)
+    notes: set[str] = set()
+    doc = {k: v for k, v in doc.items() if not k.startswith("x-")}  # anchors already merged
+    doc["version"] = "3.8"
+    for service in doc["services"].values():
+        service.pop("build", None)
+        # DNS round-robin instead of an IPVS virtual IP: nginx resolves every task anyway
+        # (tasks.app), and kernels without IPVS (this project's CI VM) still work.
+        service.setdefault("deploy", {})["endpoint_mode"] = "dnsrr"
+        if isinstance(service.get("depends_on"), dict):
+            service["depends_on"] = sorted(service["depends_on"])
+        if service.pop("pids_limit", None) is not None:
+            notes.add(DROPPED_NOTES["pids_limit"])
+        if service.pop("security_opt", None):
+            notes.add(DROPPED_NOTES["security_opt"])
+        ports = []
+        for port in service.get("ports", []):
+            m = re.fullmatch(r"([\d.]+:)?(\$\{[^}]+\}|\d+):(\d+)", str(port))
+            if not m:
+                raise ValueError(f"cannot translate port {port!r} for swarm")
+            if m.group(1):
+                notes.add(DROPPED_NOTES["ports_host_ip"])
+            # mode host: the ingress routing mesh needs a virtual IP, which dnsrr has not.
+            ports.append({"target": int(m.group(3)), "published": m.group(2), "mode": "host"})
+        if ports:
+            service["ports"] = ports
+    return yaml.safe_dump(doc, sort_keys=False), sorted(notes)
