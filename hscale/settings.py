@@ -16,7 +16,7 @@ from typing import Any
 
 from hscale import paths
 
-RUNTIMES = ("auto", "local", "docker")
+RUNTIMES = ("auto", "local", "docker", "swarm")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -139,8 +139,8 @@ KNOBS: tuple[Knob, ...] = (
         "RUNTIME",
         "auto",
         _choice("runtime", lambda: RUNTIMES),
-        "where the stack runs: docker (compose) or local processes; auto = docker when an "
-        "engine answers, else local",
+        "where the stack runs: docker (compose), swarm (stack) or local processes; "
+        "auto = docker when an engine answers, else local",
     ),
     Knob("REPLICA_MEMORY", "256m", _memory, "memory limit of each app container (docker)"),
     Knob(

@@ -17,6 +17,10 @@ def resolve(name: str) -> str:
 
 def create(settings: Settings, run_id: str, workdir: Path) -> Runtime:
     name = resolve(settings.runtime)
+    if name == "swarm":
+        from hscale.runtimes.swarm import SwarmRuntime
+
+        return SwarmRuntime(settings, run_id, workdir)
     if name == "docker":
         from hscale.runtimes.docker import DockerRuntime
 

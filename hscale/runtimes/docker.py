@@ -178,9 +178,15 @@ class DockerRuntime(Runtime):
 
         err_console.print(message, highlight=False, markup=False)
 
+    project_label = PROJECT_LABEL
+
+    def _service_label(self, service: str) -> str:
+        return f"{SERVICE_LABEL}={service}"
+
     def _containers(self, service: str) -> list:
+        """Running containers of a service (on this node)."""
         assert self.client is not None
-        labels = [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]
+        labels = [f"{self.project_label}={self.project}", self._service_label(service)]
         return self.client.containers.list(filters={"label": labels})
 
     def _nginx_ready(self) -> bool:
@@ -192,7 +198,7 @@ class DockerRuntime(Runtime):
     def leftovers(self, remove: bool = False) -> list[str]:
         """Containers, networks and volumes of this run still present (removed if asked)."""
         assert self.client is not None
-        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        label = {"label": f"{self.project_label}={self.project}"}
         found = []
         for kind, items in (
             ("container", self.client.containers.list(all=True, filters=label)),
