@@ -1,0 +1,109 @@
+"""RUNTIME=swarm end to end on a single-node swarm: the test creates the swarm when the
+engine has none (and removes it after), and leaves a swarm the user already had alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+from hscale_testkit import free_port_block, run_dirs, run_hscale
+
+from hscale.compose import COMPOSE_FILE
+from hscale.runtimes.docker import engine_answers
+from hscale.stackfile import stack_file
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not engine_answers(), reason="no Docker engine answers here"),
+]
+
+
+def _swarm_state() -> str:
+    return docker.from_env().info()["Swarm"]["LocalNodeState"]
+
+
+@pytest.fixture(scope="module")
+def swarm():
+    created = _swarm_state() != "active"
+    if created:
+        subprocess.run(
+            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+            check=True,
+            capture_output=True,
+        )
+    yield
+    if created:
+        subprocess.run(["docker", "swarm", "leave", "--force"], check=True, capture_output=True)
+        assert _swarm_state() == "inactive"
+
+
+def test_stack_file_keeps_the_stack_and_says_what_swarm_drops():
+    text, notes = stack_file(COMPOSE_FILE.read_text())
+    doc = yaml.safe_load(text)
+    assert set(doc["services"]) == {"app", "nginx", "redis"}
+    for name, service in doc["services"].items():
+        assert "build" not in service, name
+        assert service["deploy"]["endpoint_mode"] == "dnsrr"
+        assert not isinstance(service.get("depends_on", []), dict)
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    app = doc["services"]["app"]
+    assert app["deploy"]["resources"]["limits"]["cpus"] == "${REPLICA_CPUS:?}"
+    assert "${REDIS_PASSWORD:?}" in app["environment"]["APP_REDIS_URL"]  # not filled in
+    assert doc["services"]["nginx"]["ports"] == [
+        {"target": 8080, "published": "${PORT:?}", "mode": "host"}
+    ]
+    assert doc["networks"]["backend"]["internal"] is True
+    assert any("127.0.0.1" in n for n in notes) and any("no-new-privileges" in n for n in notes)
+
+
+def test_swarm_sweep(swarm, tmp_path: Path):
+    port = free_port_block(1)
+    results = tmp_path / "results"
+    done = run_hscale(
+        [
+            "bench",
+            "--runtime",
+            "swarm",
+            "--sweep",
+            "1 2",
+            "--scenario",
+            "json",
+            "--duration",
+            "4",
+            "--warmup",
+            "2",
+            "--port",
+            str(port),
+            "--results",
+            str(results),
+        ],
+        tmpdir=tmp_path / "tmp",
+        timeout=400,
+    )
+    (run,) = run_dirs(results)
+    summary = json.loads((run / "summary.json").read_text())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert summary["status"] == "complete" and summary["runtime"] == "swarm"
+    one, two = summary["points"]
+    assert len(one["per_replica_requests"]) == 1
+    assert len(two["per_replica_requests"]) == 2
+    assert all(count > 0 for count in two["per_replica_requests"].values())
+    for name in two["per_replica_requests"]:  # CPU read for each app container
+        assert two["components"][name]["cpu_cores"] > 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["runtime"]["stack"] and manifest["runtime"]["swarm_limits_dropped"]
+    stack_yml = (run / "runtime" / "stack.yml").read_text()
+    assert "${REDIS_PASSWORD:?}" in stack_yml  # left for `docker stack deploy` to fill
+    assert not re.search(r"\b[0-9a-f]{32}\b", stack_yml)  # the run's password is not there
+    # the stack is gone: no service, container or network of it remains
+    client = docker.from_env()
+    stack = manifest["runtime"]["stack"]
+    label = {"label": f"com.docker.stack.namespace={stack}"}
+    assert client.services.list(filters=label) == []
+    assert client.containers.list(all=True, filters=label) == []
+    assert client.networks.list(filters=label) == []
