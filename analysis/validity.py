@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 MAX_FAILURE_RATE = 0.01
-# One Locust process uses at most one core; near it, the generator limits throughput.
+# One Locust process uses at most one core; near its budget (a core per process that
+# generates load), the generator limits throughput. Compared with util_of_budget.
 LOADGEN_SATURATED_CPU = 0.9
 # Beyond this share of the host's CPUs busy, components wait for a core: budgets are not met.
 HOST_SATURATED = 0.9
@@ -33,7 +34,7 @@ def validity_notes(
             f"(max {max(cpu_warnings):.0f}% CPU)"
         )
     elif loadgen_cpu is not None and loadgen_cpu >= LOADGEN_SATURATED_CPU:
-        notes.append(f"load generator saturated: {loadgen_cpu:.2f} of its one core")
+        notes.append(f"load generator saturated: {loadgen_cpu:.0%} of its CPU budget")
     rate = failures / requests
     if rate > MAX_FAILURE_RATE:
         notes.append(f"failures {rate:.1%} > {MAX_FAILURE_RATE:.0%} ({failures} of {requests})")

@@ -27,7 +27,11 @@ class LoadRun:
     counters_end: dict[str, CpuCounters] = field(default_factory=dict)
 
 
-def locust_argv(scenario: str, host: str, users: int, seconds: float, out: Path) -> list[str]:
+def locust_argv(
+    scenario: str, host: str, users: int, seconds: float, out: Path, workers: int = 0
+) -> list[str]:
+    # --processes k forks k workers under a master; the listener merges their tallies.
+    distributed = ["--processes", str(workers)] if workers else []
     return [
         sys.executable,
         "-m",
@@ -58,6 +62,7 @@ def locust_argv(scenario: str, host: str, users: int, seconds: float, out: Path)
         str(out / "locust.log"),
         "--exit-code-on-error",
         "0",  # failures are judged from the data, not the exit code
+        *distributed,
     ]
 
 
@@ -71,6 +76,7 @@ def run_point(
     run_id: str,
     counters: Callable[[], dict[str, CpuCounters]],
     tick: Callable[[str], None] = lambda phase: None,
+    workers: int = 0,
 ) -> LoadRun:
     """Run Locust; read the stack's CPU counters when measurement starts and ends."""
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,7 @@ def run_point(
     )
     proc = ManagedProcess(
         "locust",
-        locust_argv(scenario, host, users, warmup + duration, out),
+        locust_argv(scenario, host, users, warmup + duration, out, workers),
         out / "locust.out",
         env,
         cwd=paths.LOADTESTS_DIR,

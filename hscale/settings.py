@@ -129,6 +129,12 @@ KNOBS: tuple[Knob, ...] = (
         "users per replica when USERS is not set, so every N is saturated",
     ),
     Knob(
+        "LOADGEN_WORKERS",
+        "0",
+        _int("LOADGEN_WORKERS", 0, 64),
+        "0: one Locust process; k: a Locust master and k worker processes, merged exactly",
+    ),
+    Knob(
         "REPLICA_CPUS",
         None,
         _cpus,
@@ -191,6 +197,7 @@ class Settings:
     warmup: float
     users: int | None
     users_per_replica: int
+    loadgen_workers: int
     replica_cpus: float
     replica_cpus_source: str
     runtime: str
@@ -258,6 +265,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         warmup=parsed["WARMUP"],
         users=parsed["USERS"],
         users_per_replica=parsed["USERS_PER_REPLICA"],
+        loadgen_workers=parsed["LOADGEN_WORKERS"],
         replica_cpus=replica_cpus,
         replica_cpus_source=source,
         runtime=parsed["RUNTIME"],

@@ -67,7 +67,9 @@ def make_point(
     tally = run.tally
     seconds = tally["duration_s"]
     comps = runtime.components()
-    budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": 1.0}
+    # One core per Locust process that generates load (the master of workers only merges).
+    loadgen_budget = float(max(1, s.loadgen_workers))
+    budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": loadgen_budget}
     kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
     host, ballast = cpu.pop("host", None), cpu.pop("ballast", None)
@@ -80,7 +82,7 @@ def make_point(
         per_replica_requests=tally["per_replica_requests"],
         expected_replicas=runtime.replicas(),
         cpu_warnings=tally["cpu_warnings"],
-        loadgen_cpu=cpu.get("loadgen", {}).get("cpu_cores"),
+        loadgen_cpu=cpu.get("loadgen", {}).get("util_of_budget"),
         oversubscribed=over,
         host_busy_cores=busy,
         host_cpus=s.host_cpus,
@@ -98,6 +100,7 @@ def make_point(
         "components": cpu,
         "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
         "loadgen_cpu_warnings": tally["cpu_warnings"],
+        "loadgen_workers": tally.get("workers", 0),
         "oversubscribed": over is not None,
         "valid": not notes,
         "notes": notes,
@@ -223,6 +226,7 @@ def run_sweep(
                 rd.run_id,
                 counters,
                 tick,
+                s.loadgen_workers,
             )
             points.append(make_point(n, users, run, runtime, s, limits, out, rd.path))
             summary["points"] = with_scaling(points)
