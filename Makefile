@@ -19,10 +19,10 @@ help:
 	@grep -E '^\.PHONY: [a-z-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) ## (.*)/  make \1\t\2/' | expand -t 20
 	@echo "Knobs: make knobs"
 
-$(STAMP): pyproject.toml app/requirements.txt requirements-dev.txt
+$(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[app,dev]'
+	$(BIN)/pip install --quiet -e '.[app,loadgen,dev]'
 	@touch $@
 
 .PHONY: setup ## create .venv and install system packages (nginx, redis-server) if missing

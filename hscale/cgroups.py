@@ -130,3 +130,38 @@ def _enable_v2_cpu(group: Path) -> None:
         control = ROOT / parent / "cgroup.subtree_control"
         if "cpu" not in control.read_text().split():
             control.write_text("+cpu")
+
+
+def container_counters(container_id: str) -> CpuCounters | None:
+    """A Docker container's counters from its cgroup on this host (cgroupfs or systemd
+    driver, v1 or v2), or None when it is not found here."""
+    v1 = [
+        (ROOT / "cpu" / "docker" / container_id, ROOT / "cpuacct" / "docker" / container_id),
+        (ROOT / "cpu,cpuacct" / "docker" / container_id,) * 2,
+        (
+            ROOT / "cpu" / "system.slice" / f"docker-{container_id}.scope",
+            ROOT / "cpuacct" / "system.slice" / f"docker-{container_id}.scope",
+        ),
+    ]
+    for cpu, acct in v1:
+        if (acct / "cpuacct.usage").exists() and (cpu / "cpu.stat").exists():
+            st = _read_kv(cpu / "cpu.stat")
+            return CpuCounters(
+                cpu_s=int((acct / "cpuacct.usage").read_text()) / 1e9,
+                nr_periods=st.get("nr_periods", 0),
+                nr_throttled=st.get("nr_throttled", 0),
+                throttled_s=st.get("throttled_time", 0) / 1e9,
+            )
+    for d in (
+        ROOT / "system.slice" / f"docker-{container_id}.scope",
+        ROOT / "docker" / container_id,
+    ):
+        if (d / "cpu.stat").exists():
+            st = _read_kv(d / "cpu.stat")
+            return CpuCounters(
+                cpu_s=st.get("usage_usec", 0) / 1e6,
+                nr_periods=st.get("nr_periods", 0),
+                nr_throttled=st.get("nr_throttled", 0),
+                throttled_s=st.get("throttled_usec", 0) / 1e6,
+            )
+    return None

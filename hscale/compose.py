@@ -29,14 +29,15 @@ def command() -> tuple[str, ...]:
 
 
 class Compose:
-    def __init__(self, project: str, env: dict[str, str]) -> None:
-        self.project, self.env = project, env
+    def __init__(self, project: str, env: dict[str, str], profiles: tuple[str, ...] = ()) -> None:
+        self.project, self.env, self.profiles = project, env, profiles
 
     def argv(self, *args: str) -> list[str]:
         # v1 applies deploy.resources (the limits swarm also reads) only in compatibility
         # mode; v2 always does.
         compat = ["--compatibility"] if command() == ("docker-compose",) else []
-        return [*command(), *compat, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        profiles = [arg for p in self.profiles for arg in ("--profile", p)]
+        return [*command(), *compat, "-p", self.project, "-f", str(COMPOSE_FILE), *profiles, *args]
 
     def run(
         self,

@@ -27,7 +27,8 @@ from hscale.settings import UsageError
 SUITE = "bookworm"
 MIRROR = os.environ.get("HSCALE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("python3", "python3-venv", "nginx-light", "redis-server", "ca-certificates", "bash")
-WHEELHOUSE = paths.APP_DIR / "wheelhouse"
+# Each image's build context holds its own wheelhouse, filled from its requirements.txt.
+WHEELHOUSES = (paths.APP_DIR, paths.LOADTESTS_DIR)
 # What a failed pull of a base image looks like, from docker and both compose versions.
 PULL_FAILED = re.compile(
     r"pull access denied|no such host|dial tcp|failed to resolve|manifest unknown|"
@@ -130,24 +131,26 @@ def ensure_base(log: Callable[[str], None]) -> str:
 
 
 def fill_wheelhouse(log: Callable[[str], None]) -> None:
-    """The app's pinned wheels, downloaded on the host (which reaches PyPI) for the build."""
-    log("offline: downloading the app's pinned wheels into app/wheelhouse/")
-    WHEELHOUSE.mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "-d",
-            str(WHEELHOUSE),
-            "-r",
-            str(paths.APP_DIR / "requirements.txt"),
-        ],
-        check=True,
-    )
+    """Pinned wheels, downloaded on the host (which reaches PyPI) for the builds."""
+    for context in WHEELHOUSES:
+        wheelhouse = context / "wheelhouse"
+        log(f"offline: downloading pinned wheels into {wheelhouse.relative_to(paths.ROOT)}/")
+        wheelhouse.mkdir(exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                "-d",
+                str(wheelhouse),
+                "-r",
+                str(context / "requirements.txt"),
+            ],
+            check=True,
+        )
 
 
 def build(compose: Compose, offline: str, log: Callable[[str], None]) -> dict[str, str]:
@@ -156,7 +159,7 @@ def build(compose: Compose, offline: str, log: Callable[[str], None]) -> dict[st
         log("images: building with the pinned official base images")
         extra = registry_env()
         try:
-            Compose(compose.project, {**compose.env, **extra}).run("build", on_line=_progress(log))
+            _with(compose, extra).run("build", on_line=_progress(log))
             return extra
         except ComposeError as exc:
             if offline == "0" or not PULL_FAILED.search(str(exc)):
@@ -168,8 +171,12 @@ def build(compose: Compose, offline: str, log: Callable[[str], None]) -> dict[st
     ensure_base(log)
     fill_wheelhouse(log)
     extra = offline_env()
-    Compose(compose.project, {**compose.env, **extra}).run("build", on_line=_progress(log))
+    _with(compose, extra).run("build", on_line=_progress(log))
     return extra
+
+
+def _with(compose: Compose, extra: dict[str, str]) -> Compose:
+    return Compose(compose.project, {**compose.env, **extra}, compose.profiles)
 
 
 def _progress(log: Callable[[str], None]) -> Callable[[str], None]:

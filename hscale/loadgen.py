@@ -27,77 +27,93 @@ class LoadRun:
     counters_end: dict[str, CpuCounters] = field(default_factory=dict)
 
 
-def locust_argv(
-    scenario: str, host: str, users: int, seconds: float, out: Path, workers: int = 0
-) -> list[str]:
-    # --processes k forks k workers under a master; the listener merges their tallies.
-    distributed = ["--processes", str(workers)] if workers else []
+@dataclass(frozen=True)
+class LocustPlan:
+    """One point's load: what Locust runs, where its files go, what it targets."""
+
+    scenario: str
+    host: str
+    users: int
+    seconds: float
+    workers: int = 0
+
+
+def locust_options(plan: LocustPlan, locustfile: str, out: str) -> list[str]:
+    """Locust's command-line options; paths as the Locust process sees them."""
     return [
-        sys.executable,
-        "-m",
-        "locust",
         "-f",
-        str(paths.locustfile(scenario)),
+        locustfile,
         "--headless",
         "--host",
-        host,
+        plan.host,
         "--users",
-        str(users),
+        str(plan.users),
         # All users at once: the warm-up, not a ramp, brings the system to steady state.
         "--spawn-rate",
-        str(users * 10),
+        str(plan.users * 10),
         "--run-time",
-        f"{round(seconds)}s",
+        f"{round(plan.seconds)}s",
         "--stop-timeout",
         "0",
         "--csv",
-        str(out / "locust"),
+        f"{out}/locust",
         "--csv-full-history",
         "--json-file",
-        str(out / "locust"),
+        f"{out}/locust",
         "--only-summary",
         "--loglevel",
         "WARNING",
         "--logfile",
-        str(out / "locust.log"),
+        f"{out}/locust.log",
         "--exit-code-on-error",
         "0",  # failures are judged from the data, not the exit code
-        *distributed,
     ]
 
 
+def host_argv(plan: LocustPlan, out: Path) -> list[str]:
+    """Locust on this host; with workers, --processes forks them under a master."""
+    distributed = ["--processes", str(plan.workers)] if plan.workers else []
+    options = locust_options(plan, str(paths.locustfile(plan.scenario)), str(out))
+    return [sys.executable, "-m", "locust", *options, *distributed]
+
+
+# A runtime may run Locust elsewhere (containers): it then turns a plan, the point's
+# directory and the HSCALE_* variables into the command that starts the master, and the
+# environment that command needs.
+Launcher = Callable[[LocustPlan, Path, dict[str, str]], tuple[list[str], dict[str, str]]]
+
+
 def run_point(
-    scenario: str,
-    host: str,
-    users: int,
+    plan: LocustPlan,
     warmup: float,
-    duration: float,
     out: Path,
     run_id: str,
     counters: Callable[[], dict[str, CpuCounters]],
     tick: Callable[[str], None] = lambda phase: None,
-    workers: int = 0,
+    launcher: Launcher | None = None,
 ) -> LoadRun:
-    """Run Locust; read the stack's CPU counters when measurement starts and ends."""
+    """Run Locust; read the stack's CPU counters when measurement starts and ends.
+
+    Without a launcher Locust runs on this host and its CPU is read from its process
+    tree; a runtime that launches it elsewhere reports "loadgen" in its own counters.
+    """
     out.mkdir(parents=True, exist_ok=True)
     tally_file, phase_file = out / "tally.json", out / "phase.json"
-    env = child_env(
-        run_id,
-        {
-            "HSCALE_WARMUP": str(warmup),
-            "HSCALE_TALLY_FILE": str(tally_file),
-            "HSCALE_PHASE_FILE": str(phase_file),
-        },
-    )
+    hscale_env = {
+        "HSCALE_WARMUP": str(warmup),
+        "HSCALE_TALLY_FILE": str(tally_file),
+        "HSCALE_PHASE_FILE": str(phase_file),
+    }
+    argv, env = launcher(plan, out, hscale_env) if launcher else (host_argv(plan, out), {})
     proc = ManagedProcess(
         "locust",
-        locust_argv(scenario, host, users, warmup + duration, out, workers),
+        argv,
         out / "locust.out",
-        env,
+        child_env(run_id, {**hscale_env, **env}),
         cwd=paths.LOADTESTS_DIR,
     )
     run = LoadRun(tally={}, exit_code=-1)
-    deadline = time.monotonic() + warmup + duration + 60
+    deadline = time.monotonic() + plan.seconds + 90
     phase = "warmup"
     try:
         while proc.alive():
@@ -105,9 +121,9 @@ def run_point(
                 raise LoadError(f"Locust did not finish in time; see {out / 'locust.log'}")
             new = _phase(phase_file)
             if new == "measure" and phase == "warmup":
-                run.counters_start = {**counters(), "loadgen": _cpu(proc)}
+                run.counters_start = {"loadgen": _cpu(proc), **counters()}
             elif new == "done" and phase == "measure":
-                run.counters_end = {**counters(), "loadgen": _cpu(proc)}
+                run.counters_end = {"loadgen": _cpu(proc), **counters()}
             phase = new or phase
             tick(phase)
             time.sleep(0.05)

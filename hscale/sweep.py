@@ -216,17 +216,11 @@ def run_sweep(
             def counters() -> dict:
                 return {**runtime.counters(), **host_counters(ballast)}
 
+            plan = loadgen.LocustPlan(
+                s.scenario, runtime.endpoint, users, s.warmup + s.duration, s.loadgen_workers
+            )
             run = loadgen.run_point(
-                s.scenario,
-                runtime.endpoint,
-                users,
-                s.warmup,
-                s.duration,
-                out,
-                rd.run_id,
-                counters,
-                tick,
-                s.loadgen_workers,
+                plan, s.warmup, out, rd.run_id, counters, tick, runtime.loadgen_launcher()
             )
             points.append(make_point(n, users, run, runtime, s, limits, out, rd.path))
             summary["points"] = with_scaling(points)

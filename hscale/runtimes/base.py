@@ -62,6 +62,10 @@ class Runtime(ABC):
     @abstractmethod
     def info(self) -> RuntimeInfo: ...
 
+    def loadgen_launcher(self):
+        """A launcher that runs Locust elsewhere (see hscale.loadgen), or None: this host."""
+        return None
+
     @abstractmethod
     def stop(self) -> None:
         """Stop everything; safe to call twice and after a failed start."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ import psutil
 import requests
 from docker.errors import DockerException
 
-from hscale import __version__, images
+from hscale import __version__, cgroups, images, loadgen
 from hscale.cgroups import CpuCounters
 from hscale.compose import Compose, command
 from hscale.procs import StartupError, port_in_use
@@ -24,6 +25,7 @@ from hscale.settings import Settings, UsageError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+SAMPLE_S = 0.5
 
 
 def engine() -> docker.DockerClient:
@@ -59,6 +61,8 @@ class DockerRuntime(Runtime):
         self._started = False
         self._stopped = False
         self._endpoint: str | None = None
+        self._locust_cpu: dict[str, float] = {}
+        self._stop_sampler = threading.Event()
 
     # -- interface -----------------------------------------------------------------
     def preflight(self) -> None:
@@ -96,11 +100,53 @@ class DockerRuntime(Runtime):
             "REPLICA_CPUS": f"{self.s.replica_cpus:g}",
             "REPLICA_MEMORY": self.s.replica_memory,
             "PORT": str(self.s.port),
+            "LOADGEN_IMAGE": f"hscale-loadgen:{__version__}",
+            "SCENARIO": self.s.scenario,
             **self.extra_env,
         }
 
     def compose(self) -> Compose:
-        return Compose(self.project, self.env())
+        # The loadgen profile only when asked for: its image takes a while to build.
+        profiles = ("loadgen",) if self.s.loadgen_workers else ()
+        return Compose(self.project, self.env(), profiles)
+
+    def loadgen_launcher(self):
+        return self._launch_locust if self.s.loadgen_workers else None
+
+    def _launch_locust(self, plan, out: Path, hscale_env: dict[str, str]):
+        """Workers as containers (started afresh: they quit with each point's master),
+        and the command that runs this point's master beside them."""
+        workers = plan.workers
+        self.compose().run(
+            "up", "-d", "--no-deps", "--scale", f"locust-worker={workers}", "locust-worker"
+        )
+        self._stop_sampler.set()
+        self._locust_cpu = {"started": 0.0}  # workers restarted: their counters start at 0
+        self._stop_sampler = threading.Event()
+        threading.Thread(target=self._sampler, args=(self._stop_sampler,), daemon=True).start()
+        out.chmod(0o777)  # the master runs as a non-root user and writes here
+        inside = {k: v.replace(str(out), "/out") for k, v in hscale_env.items()}
+        contained = loadgen.LocustPlan(
+            plan.scenario, "http://nginx:8080", plan.users, plan.seconds, workers
+        )
+        options = loadgen.locust_options(
+            contained, f"/loadtests/scenario_{plan.scenario}.py", "/out"
+        )
+        env_flags = [arg for k, v in inside.items() for arg in ("-e", f"{k}={v}")]
+        argv = self.compose().argv(
+            "run",
+            "--rm",
+            "--use-aliases",
+            "-v",
+            f"{out}:/out",
+            *env_flags,
+            "locust-master",
+            *options,
+            "--master",
+            "--expect-workers",
+            str(workers),
+        )
+        return argv, self.env()
 
     def start(self, n: int) -> None:
         self._started = True
@@ -139,8 +185,26 @@ class DockerRuntime(Runtime):
         for name, service in (("nginx", "nginx"), ("store", "redis")):
             named |= dict.fromkeys([name], *self._containers(service)[:1])
         with ThreadPoolExecutor(max_workers=max(1, len(named))) as pool:
-            stats = dict(zip(named, pool.map(_cpu_counters, named.values()), strict=True))
-        return stats | {"engine": CpuCounters(cpu_s=_engine_cpu_seconds())}
+            out = dict(zip(named, pool.map(_cpu_counters, named.values()), strict=True))
+        if self._locust_cpu:  # the load generator: master and workers together
+            self._sample_locust()
+            out["loadgen"] = CpuCounters(cpu_s=sum(self._locust_cpu.values()))
+        return out | {"engine": CpuCounters(cpu_s=_engine_cpu_seconds())}
+
+    def _sample_locust(self) -> None:
+        """Latest cumulative CPU of each Locust container of this point. Workers quit the
+        moment the master stops, before the window's last reading, so a sampler keeps
+        their final values (at most SAMPLE_S old)."""
+        for c in self._containers("locust-worker") + self._containers("locust-master"):
+            try:  # never backwards: an exiting container reads as zero
+                cpu = _cpu_counters(c).cpu_s
+                self._locust_cpu[c.id] = max(cpu, self._locust_cpu.get(c.id, 0.0))
+            except (DockerException, KeyError, ValueError, requests.RequestException):
+                continue  # exited between listing and reading
+
+    def _sampler(self, stop: threading.Event) -> None:
+        while not stop.wait(SAMPLE_S):
+            self._sample_locust()
 
     def info(self) -> RuntimeInfo:
         version = self.client.version() if self.client else {}
@@ -169,6 +233,7 @@ class DockerRuntime(Runtime):
         if self._stopped or not self._started:
             return
         self._stopped = True
+        self._stop_sampler.set()
         self.compose().run("down", "--volumes", "--remove-orphans", "--timeout", "15", check=False)
         self.leftovers(remove=True)
 
@@ -222,7 +287,15 @@ def _hostname(container) -> str:
 
 
 def _cpu_counters(container) -> CpuCounters:
-    """Cumulative CPU time and CFS throttling of one container, from the Engine API."""
+    """Cumulative CPU time and CFS throttling of one container.
+
+    Read from the container's cgroup when it is on this host (instant and exact), else
+    from the Engine API's stats, which took 0.56 s a call on this project's machine: too
+    slow to mark the edges of a measurement window.
+    """
+    local = cgroups.container_counters(container.id)
+    if local is not None:
+        return local
     cpu = container.stats(stream=False, one_shot=True)["cpu_stats"]
     throttling = cpu.get("throttling_data", {})
     return CpuCounters(

@@ -39,6 +39,11 @@ class SwarmRuntime(DockerRuntime):
         # Published in host mode on this node (see hscale/stackfile.py).
         return self.published
 
+    def loadgen_launcher(self):
+        # Locust workers as swarm services are not built yet: LOADGEN_WORKERS forks them
+        # as processes on this host (see README, "Many machines").
+        return None
+
     def env(self) -> dict[str, str]:
         return {**super().env(), "UPSTREAM_HOST": "tasks.app"}
 
