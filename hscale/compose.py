@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from functools import cache
 
@@ -56,18 +57,33 @@ class Compose:
             text=True,
             stdin=subprocess.DEVNULL,
         )
-        lines = []
+        lines: list[str] = []
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if on_line:
-                on_line(line.rstrip())
-        code = proc.wait(timeout=timeout)
+        # Reading blocks until compose closes its output: a timer kills a hung call.
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if on_line:
+                    on_line(line.rstrip())
+            code = proc.wait()
+        finally:
+            timer.cancel()
         out = "".join(lines)
-        if check and code != 0:
+        what = " ".join(args)
+        if timed_out.is_set():
             raise ComposeError(
-                f"`{' '.join(self.argv(*args)[-4:])}` failed ({code}):\n{out[-2000:]}"
+                f"compose {what} did not finish within {timeout:g} s:\n{out[-2000:]}"
             )
+        if check and code != 0:
+            raise ComposeError(f"compose {what} failed with code {code}:\n{out[-2000:]}")
         return subprocess.CompletedProcess(proc.args, code, out, "")
 
 

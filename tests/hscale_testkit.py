@@ -191,3 +191,32 @@ def stop_process_group(popen: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait(timeout=10)
+
+
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+
+
+def compose_project_resources(project: str, remove: bool = False) -> list[str]:
+    """Containers, networks and volumes labelled as compose project `project` (by the
+    Docker SDK, so it works without the compose environment); removed when asked."""
+    import docker  # only the docker tests need it
+
+    client = docker.from_env(timeout=30)
+    label = {"label": f"{COMPOSE_PROJECT_LABEL}={project}"}
+    found = []
+    for kind, items in (
+        ("container", client.containers.list(all=True, filters=label)),
+        ("network", client.networks.list(filters=label)),
+        ("volume", client.volumes.list(filters=label)),
+    ):
+        for item in items:
+            found.append(f"{kind} {item.name}")
+            if remove:
+                with contextlib.suppress(docker.errors.NotFound):
+                    item.remove(**({"force": True, "v": True} if kind == "container" else {}))
+    return found
+
+
+def compose_project_name(run_id: str) -> str:
+    """The compose project hscale's docker runtime uses for a run (letters and digits)."""
+    return "hscale" + "".join(c for c in run_id if c.isalnum()).lower()

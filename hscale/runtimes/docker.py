@@ -183,7 +183,10 @@ class DockerRuntime(Runtime):
     def counters(self) -> dict[str, CpuCounters]:
         named = {_hostname(c): c for c in self._containers("app")}
         for name, service in (("nginx", "nginx"), ("store", "redis")):
-            named |= dict.fromkeys([name], *self._containers(service)[:1])
+            found = self._containers(service)
+            if not found:
+                raise StartupError(f"the {service} container is not running")
+            named[name] = found[0]
         with ThreadPoolExecutor(max_workers=max(1, len(named))) as pool:
             out = dict(zip(named, pool.map(_cpu_counters, named.values()), strict=True))
         if self._locust_cpu:  # the load generator: master and workers together

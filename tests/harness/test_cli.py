@@ -53,7 +53,7 @@ BAD_BENCH = {
     "sweep-zero": (["--set", "SWEEP=0 1"], "SWEEP"),
     "sweep-empty-list": (["--sweep", ","], "SWEEP"),
     "scenario": (["--scenario", "nope"], "scenario"),
-    "runtime": (["--runtime", "docker"], "runtime"),
+    "runtime": (["--runtime", "kubernetes"], "runtime"),
     "duration-zero": (["--duration", "0"], "DURATION"),
     "duration-garbage": (["--set", "DURATION=soon"], "DURATION"),
     "duration-unit": (["--duration", "5h"], "DURATION"),

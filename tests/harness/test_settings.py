@@ -139,13 +139,13 @@ def test_every_scenario_file_is_a_choice(name):
     assert load_ok(SCENARIO=name).scenario == name
 
 
-@pytest.mark.parametrize("raw", ["docker", "kubernetes", "Local", "none"])
+@pytest.mark.parametrize("raw", ["kubernetes", "Local", "none", "Docker"])
 def test_unknown_runtime(raw):
     message = usage_error(RUNTIME=raw)
     assert "runtime" in message and "local" in message
 
 
-@pytest.mark.parametrize("raw", ["auto", "local"])
+@pytest.mark.parametrize("raw", ["auto", "local", "docker", "swarm"])
 def test_known_runtime(raw):
     assert load_ok(RUNTIME=raw).runtime == raw
 
