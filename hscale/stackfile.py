@@ -28,6 +28,9 @@ def stack_file(compose_text: str) -> tuple[str, list[str]]:
     notes: set[str] = set()
     doc = {k: v for k, v in doc.items() if not k.startswith("x-")}  # anchors already merged
     doc["version"] = "3.8"
+    # Profiled services (the containerised load generator) are started by hscale on
+    # demand under compose; swarm has no profiles, and its load comes from this host.
+    doc["services"] = {k: v for k, v in doc["services"].items() if "profiles" not in v}
     for service in doc["services"].values():
         service.pop("build", None)
         # DNS round-robin instead of an IPVS virtual IP: nginx resolves every task anyway

@@ -7,6 +7,8 @@ import time
 import uuid
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 
 class VerificationError(RuntimeError):
@@ -68,5 +70,7 @@ def check_replicas(
 
 def verify(base: str, expected: list[str]) -> dict[str, int]:
     with requests.Session() as session:
+        # A reloading nginx closes idle keep-alive connections: retry those, never answers.
+        session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
         check_endpoints(base, session)
         return check_replicas(base, expected, session)

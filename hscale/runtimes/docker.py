@@ -258,8 +258,10 @@ class DockerRuntime(Runtime):
         return self.client.containers.list(filters={"label": labels})
 
     def _nginx_ready(self) -> bool:
+        """nginx answers and already routes to a replica (its upstream is rendered from DNS
+        a moment after the replicas start)."""
         try:
-            return requests.get(f"{self.published}/nginx-health", timeout=1).status_code == 200
+            return requests.get(f"{self.published}/healthz", timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
