@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -167,13 +168,18 @@ def wait_tcp(port: int, proc: ManagedProcess, timeout: float = 10.0) -> None:
     )
 
 
-def tree_cpu_seconds(proc: ManagedProcess) -> float:
-    """User+system CPU of a process and its live children (where no cgroup counts it)."""
+def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
+    """User+system CPU of live processes (those that exit meanwhile count as nothing)."""
     total = 0.0
-    for p in proc.tree():
+    for p in processes:
         try:
             t = p.cpu_times()
             total += t.user + t.system
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+def tree_cpu_seconds(proc: ManagedProcess) -> float:
+    """CPU of a process and its live children (where no cgroup counts it)."""
+    return cpu_seconds(proc.tree())

@@ -19,7 +19,7 @@ from docker.errors import DockerException
 from hscale import __version__, cgroups, images, loadgen
 from hscale.cgroups import CpuCounters
 from hscale.compose import Compose, command
-from hscale.procs import StartupError, port_in_use
+from hscale.procs import StartupError, cpu_seconds, port_in_use
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
 from hscale.settings import Settings, UsageError
 
@@ -323,12 +323,5 @@ ENGINE_PROCESSES = (
 def _engine_cpu_seconds() -> float:
     """CPU of the engine's own processes (port proxy, log and stats plumbing): real cost of
     the containerised shape that no container's counters show."""
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] in ENGINE_PROCESSES:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-    return total
+    engine = (p for p in psutil.process_iter(["name"]) if p.info["name"] in ENGINE_PROCESSES)
+    return cpu_seconds(engine)
