@@ -220,3 +220,27 @@ def compose_project_resources(project: str, remove: bool = False) -> list[str]:
 def compose_project_name(run_id: str) -> str:
     """The compose project hscale's docker runtime uses for a run (letters and digits)."""
     return "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
+
+
+def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):
+    """A short `json` sweep (2 s warm-up, 4 s measured) into tmp_path/results; returns
+    (the finished process, its one run directory, its summary)."""
+    results = tmp_path / "results"
+    done = run_hscale(
+        [
+            "bench",
+            "--scenario",
+            "json",
+            "--duration",
+            "4",
+            "--warmup",
+            "2",
+            "--results",
+            str(results),
+            *args,
+        ],
+        tmpdir=tmp_path / "tmp",
+        timeout=timeout,
+    )
+    (run,) = run_dirs(results)
+    return done, run, json.loads((run / "summary.json").read_text())

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hscale_testkit import Ports, free_port_block, run_dirs, run_hscale
+from hscale_testkit import Ports, free_port_block, short_sweep
 
 from analysis.latency import decode
 from hscale.runtimes.docker import engine_answers
@@ -17,39 +17,14 @@ pytestmark = pytest.mark.e2e
 
 
 def _sweep(tmp_path: Path, *args: str) -> dict:
-    results = tmp_path / "results"
-    done = run_hscale(
-        [
-            "bench",
-            "--sweep",
-            "2",
-            "--scenario",
-            "json",
-            "--duration",
-            "4",
-            "--warmup",
-            "2",
-            "--loadgen-workers",
-            "2",
-            "--results",
-            str(results),
-            *args,
-        ],
-        tmpdir=tmp_path / "tmp",
-        timeout=600,
-    )
-    (run,) = run_dirs(results)
+    done, run, summary = short_sweep(tmp_path, "--sweep", "2", "--loadgen-workers", "2", *args)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete"
     (point,) = summary["points"]
     tally = json.loads((run / point["raw"] / "tally.json").read_text())
     locust = json.loads((run / point["raw"] / "locust.json").read_text())
-    return {
-        "point": point,
-        "tally": tally,
-        "locust_requests": sum(e["num_requests"] for e in locust),
-    }
+    locust_requests = sum(e["num_requests"] for e in locust)
+    return {"point": point, "tally": tally, "locust_requests": locust_requests}
 
 
 def _check_merged(got: dict) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from hscale_testkit import free_port_block, run_dirs, run_hscale
+from hscale_testkit import free_port_block, short_sweep
 
 from hscale.compose import COMPOSE_FILE
 from hscale.runtimes.docker import engine_answers
@@ -63,30 +63,9 @@ def test_stack_file_keeps_the_stack_and_says_what_swarm_drops():
 
 def test_swarm_sweep(swarm, tmp_path: Path):
     port = free_port_block(1)
-    results = tmp_path / "results"
-    done = run_hscale(
-        [
-            "bench",
-            "--runtime",
-            "swarm",
-            "--sweep",
-            "1 2",
-            "--scenario",
-            "json",
-            "--duration",
-            "4",
-            "--warmup",
-            "2",
-            "--port",
-            str(port),
-            "--results",
-            str(results),
-        ],
-        tmpdir=tmp_path / "tmp",
-        timeout=400,
+    done, run, summary = short_sweep(
+        tmp_path, "--runtime", "swarm", "--sweep", "1 2", "--port", str(port), timeout=400
     )
-    (run,) = run_dirs(results)
-    summary = json.loads((run / "summary.json").read_text())
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete" and summary["runtime"] == "swarm"
     one, two = summary["points"]
