@@ -9,7 +9,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Variables of this Makefile itself, not knobs of a sweep.
-MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN
+MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN RUNS LABELS OUT
 KNOB_ARGS = $(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_ONLY)),,--set '$(v)=$($(v))'))))
 
 .DEFAULT_GOAL := help
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt require
 	$(BIN)/pip install --quiet -e '.[app,loadgen,dev]'
 	@touch $@
 
-.PHONY: setup ## create .venv and install system packages (nginx, redis-server) if missing
+.PHONY: setup ## create .venv and install system packages (nginx, redis-server, chromium) if missing
 setup: $(STAMP)
 	@bash scripts/install-system-packages
 
@@ -40,6 +40,19 @@ show: setup
 .PHONY: plot ## redraw throughput.png of results/latest (RUN=... for another)
 plot: setup
 	$(BIN)/hscale plot $(RUN)
+
+.PHONY: analyze ## fit the scaling models to results/latest (RUN=dir or CSV)
+analyze: setup
+	$(BIN)/hscale analyze $(RUN)
+
+.PHONY: report ## regenerate report.html/.md and figures/ of results/latest (RUN=... for another)
+report: setup
+	$(BIN)/hscale report $(RUN)
+
+.PHONY: compare-runs ## compare runs: make compare-runs RUNS="results/<a> results/<b>" [LABELS="A=results/<a>"] [OUT=dir]
+compare-runs: setup
+	@test -n "$(strip $(RUNS))" || { echo 'usage: make compare-runs RUNS="results/<a> results/<b> ..."' >&2; exit 2; }
+	$(BIN)/hscale compare $(RUNS) $(if $(OUT),--out '$(OUT)') $(foreach l,$(LABELS),--label '$(l)')
 
 .PHONY: knobs ## list every knob with its default
 knobs: setup

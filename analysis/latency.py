@@ -13,6 +13,10 @@ def decode(encoded: str) -> HdrHistogram:
     return HdrHistogram.decode(base64.b64decode(encoded))
 
 
+def encode(hist: HdrHistogram) -> str:
+    return base64.b64encode(hist.encode()).decode()
+
+
 def percentiles_ms(encoded: str | None) -> dict[str, float | None]:
     """p50..p99.9, max and mean in milliseconds (histogram values are microseconds)."""
     keys = [*PERCENTILES, "max", "mean"]

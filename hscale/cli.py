@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, text in (
         ("show", "print the results table of a run"),
         ("plot", "redraw throughput.png of a run from its summary.json"),
+        ("report", "regenerate report.html, report.md and figures/ of a run from its files"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument(
@@ -52,6 +53,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             default=str(paths.RESULTS_DIR / "latest"),
             help="run directory (default results/latest)",
         )
+    analyze = sub.add_parser("analyze", help="fit the scaling models to a run or a CSV")
+    analyze.add_argument(
+        "path",
+        nargs="?",
+        default=str(paths.RESULTS_DIR / "latest"),
+        help="run directory (default results/latest) or CSV with columns n, throughput",
+    )
+    analyze.add_argument("--json", action="store_true", help="print the Analysis as JSON")
+    compare = sub.add_parser("compare", help="compare runs: throughput vs N and ratios per N")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run directories, baseline first")
+    compare.add_argument(
+        "--out",
+        metavar="DIR",
+        help="new directory to write (default compare-<time>-<random> beside the first run)",
+    )
+    compare.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="name a run in tables and figures (default: its directory name)",
+    )
     sub.add_parser("knobs", help="list every knob with its default")
     return parser.parse_args(argv)
 
@@ -74,7 +97,7 @@ def knob_values(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from analysis.plot import throughput_plot
+    from analysis.report import write_report
     from hscale.sweep import OVERHEAD_S, run_sweep
 
     s = settings.load(knob_values(args))
@@ -90,7 +113,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     err_console.print(
         f"hscale: sweep N={' '.join(map(str, s.sweep))}, scenario {s.scenario}, runtime "
         f"{runtime.name}, {s.replica_cpus:g} CPU/replica ({s.replica_cpus_source}), "
-        f"{s.warmup:g}s warm-up + {s.duration:g}s per point -> {rd.path}",
+        f"{s.trials} trial(s) of {s.warmup:g}s warm-up + {s.duration:g}s per N -> {rd.path}",
         highlight=False,
     )
     for n in s.sweep:
@@ -100,16 +123,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"replicas + {settings.RESERVED_CPUS:g} reserved on {s.host_cpus} CPUs: "
                 "that point will be marked oversubscribed (not valid)"
             )
-    total = len(s.sweep) * (s.warmup + s.duration + OVERHEAD_S)
+    total = len(s.sweep) * s.trials * (s.warmup + s.duration + OVERHEAD_S)
     with sweep_progress(total) as update:
         summary = run_sweep(
             s, rd, runtime, update, log=lambda msg: err_console.print(msg, highlight=False)
         )
-    if summary["points"]:
-        manifest = json.loads((rd.path / "manifest.json").read_text())
-        throughput_plot(summary, manifest, rd.path / "throughput.png")
     print_summary(summary, str(rd.path))
-    return {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(summary["status"], EXIT_FAILED)
+    code = {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(summary["status"], EXIT_FAILED)
+    if not summary["trials"]:
+        return code  # nothing measured: nothing to report
+    try:  # from what is on disk, as `make report` would: the results are already safe
+        console.print(f"report: {write_report(rd.path)}", highlight=False)
+    except Exception as exc:  # noqa: BLE001  (reported; the measurements stand)
+        err_console.print(f"hscale: the report failed ({exc}); retry: make report RUN={rd.path}")
+        return code or EXIT_FAILED
+    return code
 
 
 def _run_path(raw: str) -> Path:
@@ -141,6 +169,76 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    path = _run_path(args.run)
+    _load_summary(path)  # another schema_version is a usage error, not a traceback
+    print(write_report(path))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis import compare
+
+    if len(args.runs) < 2:
+        raise settings.UsageError(f"compare needs at least 2 runs, got {len(args.runs)}")
+    runs = [_run_path(raw) for raw in args.runs]
+    labels = {path: path.name for path in runs}
+    for item in args.label:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise settings.UsageError(f"--label takes NAME=RUN, got {item!r}")
+        if Path(raw).resolve() not in labels:
+            raise settings.UsageError(f"--label {item}: {raw} is not one of the runs compared")
+        labels[Path(raw).resolve()] = name.strip()
+    out = Path(args.out) if args.out else runs[0].parent / compare.new_compare_id()
+    try:
+        data = compare.comparison(compare.load_runs([(labels[p], p) for p in runs]))
+        page = compare.write_files(data, out)
+    except compare.CompareError as exc:
+        raise settings.UsageError(str(exc)) from None
+    print(compare.ratio_table(data))
+    print(page)
+    return 0
+
+
+def _measurements(path: Path) -> tuple[list, str, list | None]:
+    """(measurements, what they are, points) of a run directory (summary.json schema 1
+    or 2) or a CSV."""
+    from analysis.analyze import fit_input, measurements_from_csv
+
+    if path.is_dir():
+        if not (path / "summary.json").is_file():
+            raise settings.UsageError(f"{path} is not a run directory (no summary.json)")
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+            return *fit_input(summary), summary.get("points")
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            raise settings.UsageError(f"{path}/summary.json: {exc}") from None
+    if not path.is_file():
+        raise settings.UsageError(f"{path}: no such run directory or CSV file")
+    try:
+        return measurements_from_csv(path.read_text()), "every row of the CSV", None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise settings.UsageError(f"{path}: {exc}") from None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.analyze import analyze, render_text
+
+    measurements, fit_on, points = _measurements(Path(args.path))
+    try:
+        result = analyze(measurements, points, fit_on)
+    except ValueError as exc:
+        raise settings.UsageError(f"{args.path}: {exc}") from None
+    if args.json:
+        print(json.dumps({**result, "source": args.path}, allow_nan=False))
+    else:
+        print(render_text(result, args.path))
+    return 0
+
+
 def cmd_knobs(_args: argparse.Namespace) -> int:
     for k in settings.KNOBS:
         default = k.default if k.default is not None else f"({k.derived})"
@@ -150,7 +248,15 @@ def cmd_knobs(_args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    handler = {"bench": cmd_bench, "show": cmd_show, "plot": cmd_plot, "knobs": cmd_knobs}
+    handler = {
+        "bench": cmd_bench,
+        "show": cmd_show,
+        "plot": cmd_plot,
+        "knobs": cmd_knobs,
+        "analyze": cmd_analyze,
+        "report": cmd_report,
+        "compare": cmd_compare,
+    }
     try:
         return handler[args.command](args)
     except settings.UsageError as exc:

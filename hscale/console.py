@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(soft_wrap=True)
+# Piped or redirected, rich would assume 80 columns and squeeze the table unreadably.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -38,23 +40,36 @@ def _f(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _ci(ci: list[float] | None, fmt: str) -> str:
+    return "-" if ci is None else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
 def results_table(summary: dict) -> Table:
+    load = summary.get("load") or {}
+    model = "closed loop" if load.get("model") != "rate" else f"{load['rate_rps']:g} req/s offered"
     table = Table(
-        title=f"hscale {summary['scenario']} on {summary['runtime']}: "
-        f"{summary['run_id']} ({summary['status']})"
+        title=f"hscale {summary['scenario']} on {summary['runtime']}, {model}: "
+        f"{summary['run_id']} ({summary['status']})",
+        caption="req/s: mean of trials, 95% bootstrap CI; E: efficiency S(N)/N with its CI; "
+        "latency over all trials; bottleneck: the component nearest its CPU budget",
     )
-    for col in ("N", "req/s", "speedup", "efficiency", "p50 ms", "p99 ms", "errors", "valid"):
+    cols = ("N", "trials", "req/s", "95% CI", "CV", "E", "95% CI", "p50 ms", "p99 ms")
+    for col in (*cols, "errors", "bottleneck", "valid"):
         table.add_column(col, justify="right")
     for p in summary["points"]:
-        lat = p["latency_ms"]
+        lat, neck, cv = p["latency_ms"], p.get("bottleneck"), p["throughput_cv"]
         table.add_row(
             str(p["replicas"]),
+            str(p["trials"]),
             _f(p["throughput_rps"], ".0f"),
-            _f(p.get("speedup"), ".2f"),
+            _ci(p["throughput_ci"], ".0f"),
+            "-" if cv is None else f"{cv:.1%}",
             _f(p.get("efficiency"), ".2f"),
+            _ci(p.get("efficiency_ci"), ".2f"),
             _f(lat["p50"], ".1f"),
             _f(lat["p99"], ".1f"),
             f"{p['failures']} ({_f(p['failure_rate'] and p['failure_rate'] * 100, '.2f')}%)",
+            "-" if not neck else f"{neck['component']} {neck['util_of_budget']:.0%}",
             "yes" if p["valid"] else "[red]NO[/red]",
         )
     return table
@@ -64,7 +79,14 @@ def print_summary(summary: dict, run_path: str) -> None:
     console.print(results_table(summary))
     for p in summary["points"]:
         for note in p["notes"]:
-            console.print(f"  N={p['replicas']}: {note}")
+            console.print(f"  N={p['replicas']} [red]invalid[/red]: {note}", highlight=False)
+        for note in p.get("warnings", []):
+            console.print(f"  N={p['replicas']} [yellow]note[/yellow]: {note}", highlight=False)
+    analysis = summary.get("analysis")
+    if analysis:
+        console.print(f"\n[bold]verdict[/bold]: {analysis['verdict']}", highlight=False)
+    elif summary.get("analysis_error"):
+        console.print(f"no scaling fit: {summary['analysis_error']}", highlight=False)
     if summary.get("error"):
         console.print(f"[bold]{summary['status']}[/bold]: {summary['error']}")
     if summary.get("leftover_processes"):

@@ -13,6 +13,7 @@ from pathlib import Path
 from hscale import paths
 from hscale.cgroups import CpuCounters
 from hscale.procs import ManagedProcess, child_env, tree_cpu_seconds
+from hscale.settings import LOAD_MODELS
 
 
 class LoadError(RuntimeError):
@@ -36,6 +37,16 @@ class LocustPlan:
     users: int
     seconds: float
     workers: int = 0
+    # closed: users loop without waiting; rate: open loop, `rate` requests/s offered in
+    # total whatever the response times (loadtests/hscale_listener.py paces the users).
+    load: str = "closed"
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.load not in LOAD_MODELS:
+            raise ValueError(f"unknown load model {self.load!r}")
+        if self.load == "rate" and not (self.rate and self.rate > 0):
+            raise ValueError(f"load 'rate' needs a rate > 0, got {self.rate!r}")
 
 
 def locust_options(plan: LocustPlan, locustfile: str, out: str) -> list[str]:
@@ -103,6 +114,11 @@ def run_point(
         "HSCALE_WARMUP": str(warmup),
         "HSCALE_TALLY_FILE": str(tally_file),
         "HSCALE_PHASE_FILE": str(phase_file),
+        # The load model travels as variables, the command line stays as in closed loop;
+        # a Locust master forwards them to its workers (see hscale_listener.on_parser).
+        "HSCALE_LOAD": plan.load,
+        "HSCALE_USERS": str(plan.users),
+        **({"HSCALE_RATE": str(plan.rate)} if plan.load == "rate" else {}),
     }
     argv, env = launcher(plan, out, hscale_env) if launcher else (host_argv(plan, out), {})
     proc = ManagedProcess(

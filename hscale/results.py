@@ -2,8 +2,9 @@
 
 Layout (documented field by field in results/README.md):
   results/<run-id>/manifest.json     provenance: code, versions, host, config, times
-  results/<run-id>/summary.json      schema_version 1: status and one object per N
-  results/<run-id>/points/n<N>/      raw Locust CSV/JSON, hscale's tally, logs
+  results/<run-id>/summary.json      schema_version 2: status, every trial, one point per N,
+                                     the scaling analysis
+  results/<run-id>/points/n<N>/t<k>/ raw Locust CSV/JSON, hscale's tally, logs of trial k
   results/<run-id>/runtime/          generated configs and component logs
   results/<run-id>/throughput.png    throughput vs N against the ideal line
   results/latest -> <run-id>
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "complete", "interrupted", "failed")
 
 
@@ -46,8 +47,9 @@ class RunDir:
         (self.path / "points").mkdir()
         (self.path / "runtime").mkdir()
 
-    def point_dir(self, n: int) -> Path:
-        return self.path / "points" / f"n{n}"
+    def trial_dir(self, n: int, trial: int, attempt: int = 0) -> Path:
+        """points/n<N>/t<k>; a trial run again (more Locust workers) gets t<k>.<attempt>."""
+        return self.path / "points" / f"n{n}" / (f"t{trial}.{attempt}" if attempt else f"t{trial}")
 
     def write_manifest(self, manifest: dict) -> None:
         write_json(self.path / "manifest.json", manifest)

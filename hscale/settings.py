@@ -17,6 +17,7 @@ from typing import Any
 from hscale import paths
 
 RUNTIMES = ("auto", "local", "docker", "swarm")
+LOAD_MODELS = ("closed", "rate")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -84,6 +85,29 @@ def _choice(name: str, options: Callable[[], tuple[str, ...] | list[str]]) -> Ca
     return parse
 
 
+def _fraction(name: str) -> Callable[[str], float]:
+    """0 (off) or a fraction below 1, written 0.05 or 5%."""
+
+    def parse(raw: str) -> float:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%)?\s*", raw)
+        value = float(m.group(1)) / (100 if m.group(2) else 1) if m else math.nan
+        if not 0 <= value < 1:
+            raise UsageError(f"{name} must be 0 (off) or a fraction like 0.05 or 5%, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"RATE must be a number of requests per second > 0, got {raw!r}")
+    return value
+
+
 def _memory(raw: str) -> str:
     value = raw.strip().lower()
     if not re.fullmatch(r"\d+[kmg]", value) or int(value[:-1]) == 0:
@@ -113,6 +137,28 @@ KNOBS: tuple[Knob, ...] = (
         _choice("scenario", paths.scenarios),
         "load scenario: a loadtests/scenario_<name>.py",
     ),
+    Knob(
+        "TRIALS",
+        "3",
+        _int("TRIALS", 1, 100),
+        "measurements per N, the order of N alternating between trials",
+    ),
+    Knob(
+        "CI_TARGET",
+        "0",
+        _fraction("CI_TARGET"),
+        "0: exactly TRIALS; else add trials until each N's 95% CI half-width is under this "
+        "share of its mean (e.g. 5%), up to MAX_TRIALS",
+    ),
+    Knob("MAX_TRIALS", "10", _int("MAX_TRIALS", 1, 100), "cap on trials per N with CI_TARGET"),
+    Knob(
+        "LOAD",
+        "closed",
+        _choice("LOAD", lambda: LOAD_MODELS),
+        "closed: fixed users, no think time (finds the maximum throughput); rate: open loop "
+        "at a fixed arrival rate RATE, latency timed from the intended send time",
+    ),
+    Knob("RATE", None, _rate, "offered requests per second with LOAD=rate", "required"),
     Knob("DURATION", "20", _seconds("DURATION", 1), "measured seconds per point"),
     Knob("WARMUP", "5", _seconds("WARMUP", 0), "warm-up seconds per point, discarded"),
     Knob(
@@ -193,6 +239,11 @@ KNOBS: tuple[Knob, ...] = (
 class Settings:
     sweep: tuple[int, ...]
     scenario: str
+    trials: int
+    ci_target: float
+    max_trials: int
+    load: str
+    rate: float | None
     duration: float
     warmup: float
     users: int | None
@@ -258,9 +309,20 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         raise UsageError(
             f"port {clash[0]} is given to two components; change PORT, APP_PORT or STORE_PORT"
         )
+    if parsed["LOAD"] == "rate" and parsed["RATE"] is None:
+        raise UsageError("LOAD=rate needs RATE, the offered requests per second (e.g. RATE=500)")
+    if parsed["LOAD"] == "closed" and parsed["RATE"] is not None:
+        raise UsageError("RATE applies to LOAD=rate only; closed-loop load is set by USERS")
+    if parsed["MAX_TRIALS"] < parsed["TRIALS"]:
+        raise UsageError(f"MAX_TRIALS={parsed['MAX_TRIALS']} is below TRIALS={parsed['TRIALS']}")
     return Settings(
         sweep=sweep,
         scenario=parsed["SCENARIO"],
+        trials=parsed["TRIALS"],
+        ci_target=parsed["CI_TARGET"],
+        max_trials=parsed["MAX_TRIALS"],
+        load=parsed["LOAD"],
+        rate=parsed["RATE"],
         duration=parsed["DURATION"],
         warmup=parsed["WARMUP"],
         users=parsed["USERS"],

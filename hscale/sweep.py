@@ -1,20 +1,20 @@
-"""The sweep: for each N, resize, verify, warm up, measure; results after every point."""
+"""The sweep: for each (N, trial), resize, verify, warm up, measure; results after each."""
 
 from __future__ import annotations
 
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
 
-from analysis import components, latency, scaling, validity
+from analysis import aggregate, components, latency, validity
 from hscale import loadgen, procs, sysinfo
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters
-from hscale.results import RunDir, now_iso
+from hscale.results import SCHEMA_VERSION, RunDir, now_iso
 from hscale.runtimes.base import Runtime
 from hscale.settings import RESERVED_CPUS, Settings
 from hscale.verify import verify
@@ -53,9 +53,11 @@ def host_counters(ballast: Ballast) -> dict[str, CpuCounters]:
     }
 
 
-def make_point(
+def make_trial(
     n: int,
-    users: int,
+    trial: int,
+    seq: int,
+    plan: loadgen.LocustPlan,
     run: loadgen.LoadRun,
     runtime: Runtime,
     s: Settings,
@@ -63,19 +65,36 @@ def make_point(
     out: Path,
     run_root: Path,
 ) -> dict:
-    """One summary point from the raw tally and CPU counters."""
+    """One trial's record from the raw tally and CPU counters."""
     tally = run.tally
     seconds = tally["duration_s"]
     comps = runtime.components()
     # One core per Locust process that generates load (the master of workers only merges).
-    loadgen_budget = float(max(1, s.loadgen_workers))
+    loadgen_budget = float(max(1, plan.workers))
     budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": loadgen_budget}
     kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
     host, ballast = cpu.pop("host", None), cpu.pop("ballast", None)
     busy = host["cpu_cores"] - (ballast["cpu_cores"] if ballast else 0.0) if host else None
     requests, failures = tally["requests"], tally["failures"]
+    throughput = (requests - failures) / seconds if seconds > 0 else 0.0
+    lat = latency.percentiles_ms(tally["histogram"])
     over = oversubscription(s, n, limits)
+    drift = validity.drift(tally["series"], tally["warmup_s"], seconds)
+    little = (
+        validity.littles_law(plan.users, requests, seconds, lat["mean"])
+        if plan.load == "closed"
+        else None
+    )
+    open_loop = None
+    if plan.load == "rate" and plan.rate:
+        achieved = requests / seconds if seconds > 0 else 0.0
+        open_loop = {
+            **(tally.get("open_loop") or {}),
+            "offered_rps": plan.rate,
+            "achieved_rps": round(achieved, 2),
+            "achieved_ratio": round(achieved / plan.rate, 4),
+        }
     notes = validity.validity_notes(
         requests=requests,
         failures=failures,
@@ -86,51 +105,85 @@ def make_point(
         oversubscribed=over,
         host_busy_cores=busy,
         host_cpus=s.host_cpus,
+        drift=drift,
+        littles_law=little,
     )
     return {
         "replicas": n,
-        "users": users,
+        "trial": trial,
+        "seq": seq,
+        "users": plan.users,
+        "loadgen_workers": tally.get("workers", 0),
         "duration_s": round(seconds, 3),
-        "throughput_rps": round((requests - failures) / seconds, 2) if seconds > 0 else 0.0,
+        "warmup_s": round(tally["warmup_s"], 3),
+        "throughput_rps": round(throughput, 2),
         "requests": requests,
         "failures": failures,
         "failure_rate": round(failures / requests, 5) if requests else None,
-        "latency_ms": latency.percentiles_ms(tally["histogram"]),
+        "latency_ms": lat,
         "per_replica_requests": dict(sorted(tally["per_replica_requests"].items())),
-        "components": cpu,
+        "components": aggregate.with_demand(cpu, throughput),
         "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
         "loadgen_cpu_warnings": tally["cpu_warnings"],
-        "loadgen_workers": tally.get("workers", 0),
+        "series": tally["series"],
+        "drift": drift,
+        "littles_law": little,
+        "open_loop": open_loop,
         "oversubscribed": over is not None,
         "valid": not notes,
         "notes": notes,
+        "warnings": validity.open_loop_warnings(open_loop),
         "errors": tally["errors"],
         "raw": str(out.relative_to(run_root)),
     }
 
 
-def with_scaling(points: list[dict]) -> list[dict]:
-    """Points with speedup and efficiency filled in (recomputed as points arrive)."""
-    rows = []
-    for p, (speedup, eff) in zip(points, scaling.speedup_efficiency(points), strict=True):
-        notes = [n for n in p["notes"] if not n.startswith("efficiency")]
-        notes += scaling.efficiency_notes(eff)
-        rows.append(
-            {
-                **p,
-                "speedup": None if speedup is None else round(speedup, 3),
-                "efficiency": None if eff is None else round(eff, 3),
-                "notes": notes,
-            }
-        )
-    return rows
+def trial_order(sweep: Sequence[int], trials: int) -> list[tuple[int, int]]:
+    """(N, trial) in run order: ascending N, then descending, and so on, so a slow drift
+    of the machine does not fall on one end of the curve, and each turn reuses the N
+    already running."""
+    order = []
+    for k in range(1, trials + 1):
+        ns = sorted(sweep) if k % 2 else sorted(sweep, reverse=True)
+        order += [(n, k) for n in ns]
+    return order
+
+
+def needs_more_trials(points: Sequence[dict], ci_target: float, max_trials: int) -> list[int]:
+    """N whose CI half-width is above ci_target of its mean, below the cap of trials."""
+    if not ci_target:
+        return []
+    out = []
+    for p in points:
+        ci, x = p["throughput_ci"], p["throughput_rps"]
+        wide = ci is None or (x > 0 and (ci[1] - ci[0]) / 2 / x > ci_target)
+        if wide and p["trials"] < max_trials:
+            out.append(p["replicas"])
+    return out
+
+
+def more_loadgen_workers(trial: dict, s: Settings, workers: int) -> int | None:
+    """After a trial whose load generator saturated: more Locust processes, if the host
+    has a spare core for one beyond the replicas' budgets, nginx, the store and the
+    Locust processes already running; else None (the trial stays invalid)."""
+    if not any(note.startswith("load generator saturated") for note in trial["notes"]):
+        return None
+    others = sum(
+        c["cpu_cores"] for c in trial["components"].values() if c["kind"] in ("proxy", "store")
+    )
+    generating = max(1, workers)
+    committed = trial["replicas"] * s.replica_cpus + others + generating
+    if s.host_cpus - committed < 1.0:
+        return None
+    # --processes k forks k workers under a master; one process becomes two generators.
+    return max(2, workers + 1)
 
 
 def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     info = runtime.info()
     binaries = {k: info.details[k] for k in ("nginx", "redis_server") if k in info.details}
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": rd.run_id,
         "command": "hscale bench",
         "git": sysinfo.git(),
@@ -147,6 +200,16 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     }
 
 
+def analysis_of(summary: dict) -> dict | None:
+    """The scaling fit and verdict over the trials so far; None below two distinct N."""
+    from analysis.analyze import analyze, fit_input
+
+    if len({t["replicas"] for t in summary["trials"]}) < 2:
+        return None
+    measurements, fit_on = fit_input(summary)
+    return analyze(measurements, summary["points"], fit_on)
+
+
 def run_sweep(
     s: Settings,
     rd: RunDir,
@@ -154,12 +217,13 @@ def run_sweep(
     progress: Callable[[str, float], None] = lambda text, done: None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run every N; returns the final summary. Always tears the runtime down.
+    """Run every (N, trial); returns the final summary. Always tears the runtime down.
 
     The caller has run runtime.preflight(), so usage errors came before anything started.
     """
     started = now_iso()
     summary: dict = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": rd.run_id,
         "status": "running",
         "started_at": started,
@@ -167,14 +231,22 @@ def run_sweep(
         "error": None,
         "scenario": s.scenario,
         "runtime": runtime.name,
+        "load": {"model": s.load, "rate_rps": s.rate},
+        "trial_plan": {"trials": s.trials, "ci_target": s.ci_target, "max_trials": s.max_trials},
+        "trials": [],
         "points": [],
+        "analysis": None,
+        "analysis_error": None,
         "leftover_processes": [],
     }
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    points: list[dict] = []
+    trials: list[dict] = []
+    histograms: dict[tuple[int, int], str | None] = {}
     ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
     mf: dict = {}
-    per_point = s.warmup + s.duration + OVERHEAD_S
+    per_trial = s.warmup + s.duration + OVERHEAD_S
+    queue = trial_order(s.sweep, s.trials)
+    workers = s.loadgen_workers
     try:
         mf = manifest(s, rd, runtime, started)
         summary["server"] = mf["runtime"].get("gunicorn")
@@ -190,26 +262,34 @@ def run_sweep(
                 f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
                 "every point will be marked oversubscribed"
             )
-        for i, n in enumerate(s.sweep):
-            base = i * per_point
-            progress(f"N={n}: starting {n} replica(s)", base)
-            if i:
-                runtime.resize(n)
-            else:
+        running: int | None = None
+        attempt = 0
+        while queue:
+            n, k = queue[0]
+            base = len(trials) * per_trial
+            label = f"N={n} trial {k}"
+            progress(f"{label}: starting {n} replica(s)", base)
+            if running is None:
                 runtime.start(n)
                 # Now the runtime knows how it ran (e.g. which image path it took).
                 mf = manifest(s, rd, runtime, started)
                 rd.write_manifest(mf)
+            elif n != running:
+                runtime.resize(n)
+            running = n
             if s.ballast:
                 ballast.resize(max(s.sweep) - n)
-            progress(f"N={n}: verifying endpoints through nginx", base + 2)
+            progress(f"{label}: verifying endpoints through nginx", base + 2)
             verify(runtime.endpoint, runtime.replicas())
-            users, out = s.users_at(n), rd.point_dir(n)
+            users = s.users_at(n)
+            out = rd.trial_dir(n, k, attempt)
             t0 = time.monotonic()
 
-            def tick(phase: str, n: int = n, base: float = base, t0: float = t0) -> None:
+            def tick(
+                phase: str, label: str = f"{label} ({users} users)", t0: float = t0, base=base
+            ) -> None:
                 progress(
-                    f"N={n}: {phase} ({s.users_at(n)} users)",
+                    f"{label}: {phase}",
                     base + OVERHEAD_S + min(time.monotonic() - t0, s.warmup + s.duration),
                 )
 
@@ -217,19 +297,49 @@ def run_sweep(
                 return {**runtime.counters(), **host_counters(ballast)}
 
             plan = loadgen.LocustPlan(
-                s.scenario, runtime.endpoint, users, s.warmup + s.duration, s.loadgen_workers
+                s.scenario,
+                runtime.endpoint,
+                users,
+                s.warmup + s.duration,
+                workers,
+                load=s.load,
+                rate=s.rate,
             )
             run = loadgen.run_point(
                 plan, s.warmup, out, rd.run_id, counters, tick, runtime.loadgen_launcher()
             )
-            points.append(make_point(n, users, run, runtime, s, limits, out, rd.path))
-            summary["points"] = with_scaling(points)
+            trial = make_trial(n, k, len(trials), plan, run, runtime, s, limits, out, rd.path)
+            more = more_loadgen_workers(trial, s, workers)
+            if more is not None:
+                # Kept on disk; the trial runs again with more Locust processes.
+                log(f"{label}: load generator saturated; again with {more} Locust workers")
+                summary.setdefault("retried_trials", []).append(
+                    {"replicas": n, "trial": k, "raw": trial["raw"], "notes": trial["notes"]}
+                )
+                workers, attempt = more, attempt + 1
+                continue
+            queue.pop(0)
+            attempt = 0
+            trials.append(trial)
+            histograms[(n, k)] = run.tally["histogram"]
+            summary["trials"] = trials
+            summary["points"] = aggregate.points(trials, histograms)
+            try:
+                summary["analysis"], summary["analysis_error"] = analysis_of(summary), None
+            except ValueError as exc:  # a fit that cannot be made is reported, not fatal
+                summary["analysis"], summary["analysis_error"] = None, str(exc)
             rd.write_summary(summary)
+            if not queue:
+                extra = needs_more_trials(summary["points"], s.ci_target, s.max_trials)
+                done = {p["replicas"]: p["trials"] for p in summary["points"]}
+                # Continue from the N now running, as trial_order does.
+                extra.sort(reverse=running == max(extra, default=0))
+                queue = [(m, done[m] + 1) for m in extra]
         summary["status"] = "complete"
     except (KeyboardInterrupt, Interrupted) as exc:
         summary["status"] = "interrupted"
         cause = str(exc) or "SIGINT"
-        summary["error"] = f"interrupted ({cause}) after {len(points)} finished point(s)"
+        summary["error"] = f"interrupted ({cause}) after {len(trials)} finished trial(s)"
     except Exception as exc:  # noqa: BLE001  (recorded, then re-raised by the caller's exit code)
         summary["status"] = "failed"
         summary["error"] = f"{type(exc).__name__}: {exc}"
@@ -240,7 +350,7 @@ def run_sweep(
         held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         prev = {sig: signal.signal(sig, signal.SIG_IGN) for sig in held}
         try:
-            progress("tearing down", len(s.sweep) * per_point)
+            progress("tearing down", len(trials) * per_trial)
             ballast.stop()
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)

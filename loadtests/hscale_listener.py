@@ -14,6 +14,12 @@ last report with Locust's own reports, and the master adds them up: counts are s
 and histograms added, so the merged figures are exact, not averaged. The master tells
 the workers when the warm-up ends. Results go to the JSON file named by
 HSCALE_TALLY_FILE when the test stops (on the master, or the only process).
+
+Open loop (HSCALE_LOAD=rate): every scenario's wait_time is `pacing`, which holds each
+user to its share of HSCALE_RATE on a fixed schedule of intended send times (wrk2 style:
+late sends go at once, none skipped), and the first request of each iteration is timed
+from its intended send, so a stall shows in the latency instead of being hidden by
+coordinated omission. In closed loop `pacing` waits 0, Locust's default.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import gevent
+import gevent.local
 from hdrh.histogram import HdrHistogram
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
@@ -33,6 +42,39 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 # 1 microsecond to 60 s at 3 significant digits: exact enough for p99.9 and max.
 LOWEST_US, HIGHEST_US, SIG_DIGITS = 1, 60_000_000, 3
 PHASE_MESSAGE = "hscale_phase"
+# Open loop: a send that starts more than this after its intended time counts as late.
+# Well above gevent's scheduling jitter, so late means "its user was still busy" (a slow
+# response, a stall, too few users) or the load generator itself was saturated.
+LATE_MS = 10.0
+
+
+@dataclass(frozen=True)
+class LoadModel:
+    rate: float | None = None  # offered requests/s, all users together; None: closed loop
+    users: int = 1  # users across every Locust process: each paces at rate / users
+
+    @property
+    def interval(self) -> float:
+        """Seconds between one user's intended sends."""
+        return self.users / self.rate if self.rate else 0.0
+
+
+model = LoadModel()  # set at test_start from the --hscale-* options
+_user = gevent.local.local()  # per greenlet, i.e. per user: next_send, intended
+
+
+def pacing(_user_instance: object) -> float:
+    """wait_time of every scenario: 0 in closed loop; in open loop the time left until
+    this user's next intended send (0 when behind: it catches up without skipping)."""
+    if model.rate is None:
+        return 0.0
+    now = time.time()
+    intended = getattr(_user, "next_send", None)
+    if intended is None:  # a random phase, so users' schedules interleave
+        intended = now + random.random() * model.interval
+    _user.next_send = intended + model.interval
+    _user.intended = intended  # claimed by the iteration's first request (on_request)
+    return max(0.0, intended - now)
 
 
 def _histogram() -> HdrHistogram:
@@ -56,8 +98,23 @@ class Tally:
         self.cpu_warnings: list[float] = []
         self.hist = _histogram()
         self.workers = 0
+        self.intended_sends = 0  # open loop: requests timed from an intended send
+        self.late_sends = 0
+        self.max_send_lag_ms = 0.0
 
-    def record(self, response_time_ms: float, replica: str | None, error: str | None) -> None:
+    def record(
+        self,
+        response_time_ms: float,
+        replica: str | None,
+        error: str | None,
+        send_lag_ms: float | None = None,
+    ) -> None:
+        """send_lag_ms: how late an open-loop send started; it counts in the latency."""
+        if send_lag_ms is not None:
+            self.intended_sends += 1
+            self.late_sends += send_lag_ms > LATE_MS
+            self.max_send_lag_ms = max(self.max_send_lag_ms, send_lag_ms)
+            response_time_ms += send_lag_ms
         self.requests += 1
         second = int(time.time())
         self.per_second[(second, "requests")] += 1
@@ -81,6 +138,9 @@ class Tally:
             "cpu_warnings": self.cpu_warnings,
             "histogram": _encode(self.hist) if self.requests else None,
             "per_second": [[s, k, n] for (s, k), n in self.per_second.items()],
+            "intended_sends": self.intended_sends,
+            "late_sends": self.late_sends,
+            "max_send_lag_ms": self.max_send_lag_ms,
         }
         phase = self.phase
         self.per_second.clear()
@@ -97,6 +157,9 @@ class Tally:
         self.replicas.update(report["replicas"])
         self.errors.update(report["errors"])
         self.cpu_warnings += report["cpu_warnings"]
+        self.intended_sends += report["intended_sends"]
+        self.late_sends += report["late_sends"]
+        self.max_send_lag_ms = max(self.max_send_lag_ms, report["max_send_lag_ms"])
         if report["histogram"]:
             self.hist.add(HdrHistogram.decode(base64.b64decode(report["histogram"])))
 
@@ -126,6 +189,19 @@ class Tally:
             "histogram": _encode(self.hist) if self.requests else None,
             "series": series,
             "workers": self.workers,
+            "open_loop": self.open_loop(),
+        }
+
+    def open_loop(self) -> dict | None:
+        if model.rate is None:
+            return None
+        return {
+            "offered_rps": model.rate,
+            "users": model.users,
+            "intended_sends": self.intended_sends,
+            "late_sends": self.late_sends,
+            "late_threshold_ms": LATE_MS,
+            "max_send_lag_ms": round(self.max_send_lag_ms, 3),
         }
 
 
@@ -150,6 +226,55 @@ def _mark(phase: str) -> None:
         _write(path, {"phase": phase, "time": time.time()})
 
 
+@events.init_command_line_parser.add_listener
+def on_parser(parser, **_kw) -> None:
+    # Read from HSCALE_* on the master (or the only process). Locust forwards custom
+    # options to workers in each spawn message, so worker containers need no HSCALE_*.
+    parser.add_argument(
+        "--hscale-load",
+        env_var="HSCALE_LOAD",
+        choices=("closed", "rate"),
+        default="closed",
+        help="closed: no wait between iterations; rate: open loop at --hscale-rate",
+        include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--hscale-rate",
+        env_var="HSCALE_RATE",
+        type=float,
+        help="open loop: requests/s offered by all users together",
+        include_in_web_ui=False,
+    )
+    parser.add_argument(
+        "--hscale-users",
+        env_var="HSCALE_USERS",
+        type=int,
+        help="users across all processes (default --users), which share the rate",
+        include_in_web_ui=False,
+    )
+
+
+def load_model(options) -> LoadModel:
+    if options is None or getattr(options, "hscale_load", "closed") == "closed":
+        return LoadModel()
+    rate, users = options.hscale_rate, options.hscale_users or options.num_users
+    if not rate or rate <= 0 or not users or users < 1:
+        raise ValueError(f"HSCALE_LOAD=rate needs HSCALE_RATE > 0 and users, got {rate}, {users}")
+    return LoadModel(rate, users)
+
+
+def _check_open_loop(environment) -> None:
+    """Fail at start rather than run a silently closed loop; fix the user total that
+    Locust then forwards to the workers."""
+    opened = load_model(environment.parsed_options)
+    if opened.rate is None:
+        return
+    unpaced = [u.__name__ for u in environment.user_classes if u.wait_time is not pacing]
+    if unpaced:
+        raise ValueError(f"HSCALE_LOAD=rate needs wait_time = hscale_listener.pacing in {unpaced}")
+    environment.parsed_options.hscale_users = opened.users
+
+
 @events.init.add_listener
 def on_init(environment, **_kw) -> None:
     runner = environment.runner
@@ -161,15 +286,23 @@ def on_init(environment, **_kw) -> None:
             tally.reset(phase=msg.data)
 
         runner.register_message(PHASE_MESSAGE, on_phase)
-    elif isinstance(runner, MasterRunner):
+        return
+    _check_open_loop(environment)
+    if isinstance(runner, MasterRunner):
         environment.events.worker_report.add_listener(on_worker_report)
 
 
 @events.request.add_listener
-def on_request(response_time, response=None, exception=None, **_kw) -> None:
+def on_request(response_time, response=None, exception=None, start_time=None, **_kw) -> None:
     headers = getattr(response, "headers", None)
     replica = headers.get("X-Replica") if headers else None
-    tally.record(response_time, replica, None if exception is None else repr(exception))
+    # Fired in the user's greenlet: its pending intended send, if any, is this request's.
+    intended, lag_ms = getattr(_user, "intended", None), None
+    if intended is not None and start_time is not None:
+        _user.intended = None  # the iteration's later requests are timed from their start
+        lag_ms = max(0.0, (start_time - intended) * 1000)
+    error = None if exception is None else repr(exception)
+    tally.record(response_time, replica, error, lag_ms)
 
 
 @events.cpu_warning.add_listener
@@ -190,6 +323,8 @@ def on_worker_report(data: dict, **_kw) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kw) -> None:
+    global model
+    model = load_model(environment.parsed_options)  # on workers: as the master sent it
     if isinstance(environment.runner, WorkerRunner):
         return  # the master decides when the warm-up ends
     warmup = float(os.environ.get("HSCALE_WARMUP", "0"))

@@ -6,7 +6,7 @@ possibly written through one replica and read through another.
 
 import random
 
-import hscale_listener  # noqa: F401  (registers hscale's event hooks)
+import hscale_listener  # registers hscale's event hooks
 from locust import FastHttpUser, task
 
 KEYS = 1000
@@ -14,6 +14,8 @@ VALUE = "x" * 256
 
 
 class KvUser(FastHttpUser):
+    wait_time = hscale_listener.pacing  # 0 in closed loop; LOAD=rate: paced to RATE
+
     def on_start(self) -> None:
         self.written: list[str] = []
         self.put()

@@ -2,13 +2,15 @@
 
 import random
 
-import hscale_listener  # noqa: F401  (registers hscale's event hooks)
+import hscale_listener  # registers hscale's event hooks
 from locust import FastHttpUser, task
 
 KEYS = 1000
 
 
 class MixedUser(FastHttpUser):
+    wait_time = hscale_listener.pacing  # 0 in closed loop; LOAD=rate: paced to RATE
+
     def on_start(self) -> None:
         self.key = f"user{random.randrange(KEYS)}"
         self.client.put(f"/kv/{self.key}", json={"value": "profile"}, name="/kv/[key] PUT")

@@ -223,7 +223,7 @@ def compose_project_name(run_id: str) -> str:
 
 
 def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):
-    """A short `json` sweep (2 s warm-up, 4 s measured) into tmp_path/results; returns
+    """A short `json` sweep (one trial: 2 s warm-up, 4 s measured) into tmp_path/results; returns
     (the finished process, its one run directory, its summary)."""
     results = tmp_path / "results"
     done = run_hscale(
@@ -235,6 +235,8 @@ def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):
             "4",
             "--warmup",
             "2",
+            "--trials",
+            "1",
             "--results",
             str(results),
             *args,

@@ -4,6 +4,7 @@ from the Docker Engine API."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import threading
@@ -126,9 +127,7 @@ class DockerRuntime(Runtime):
         threading.Thread(target=self._sampler, args=(self._stop_sampler,), daemon=True).start()
         out.chmod(0o777)  # the master runs as a non-root user and writes here
         inside = {k: v.replace(str(out), "/out") for k, v in hscale_env.items()}
-        contained = loadgen.LocustPlan(
-            plan.scenario, "http://nginx:8080", plan.users, plan.seconds, workers
-        )
+        contained = dataclasses.replace(plan, host="http://nginx:8080")
         options = loadgen.locust_options(
             contained, f"/loadtests/scenario_{plan.scenario}.py", "/out"
         )

@@ -67,7 +67,7 @@ def run(tmp_path_factory) -> Iterator[Run]:
     base = tmp_path_factory.mktemp("docker-sweep")
     results = base / "results"
     args = ["bench", "--runtime", "docker", "--sweep", "1 2", "--scenario", "json"]
-    args += ["--duration", "4", "--warmup", "2", "--port", str(free_port_block())]
+    args += ["--duration", "4", "--warmup", "2", "--trials", "1", "--port", str(free_port_block())]
     try:
         done = run_hscale([*args, "--results", str(results)], tmpdir=base / "tmp", timeout=300)
         runs = run_dirs(results)

@@ -86,6 +86,8 @@ def start_bench(tmp_path) -> Iterator:
             duration,
             "--warmup",
             "1",
+            "--trials",
+            "1",
             "--results",
             str(results),
             *ports.args(),
@@ -138,17 +140,18 @@ def assert_clean_interrupt(bench: Bench, points: int, cause: str, strict: bool =
     assert not problems, "\n".join(problems) + f"\n--- hscale output:\n{bench.output()}"
 
     summary = json.loads((run / "summary.json").read_text())  # valid JSON, complete file
-    assert summary["schema_version"] == 1
+    assert summary["schema_version"] == 2
     assert summary["status"] == "interrupted", summary
     assert summary["ended_at"]
-    assert cause in summary["error"] and f"{points} finished point" in summary["error"]
+    assert cause in summary["error"] and f"{points} finished trial" in summary["error"]
     if strict:
         assert summary["leftover_processes"] == [], "teardown missed processes"
     assert [p["replicas"] for p in summary["points"]] == list(range(1, points + 1))
     for p in summary["points"]:
         assert p["requests"] > 0 and p["throughput_rps"] > 0
         assert isinstance(p["valid"], bool)
-        assert (run / p["raw"] / "locust_stats.csv").is_file()
+    for t in summary["trials"]:
+        assert (run / t["raw"] / "locust_stats.csv").is_file()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest.get("status") == "interrupted" and manifest.get("ended_at")
     return summary
@@ -169,7 +172,7 @@ def test_sighup_before_any_point_finished(start_bench):
     bench.wait_until(
         lambda: (
             bench.run_path() is not None
-            and (bench.run_path() / "points" / "n1" / "phase.json").exists()
+            and (bench.run_path() / "points" / "n1" / "t1" / "phase.json").exists()
         ),
         "the first point's load to start",
     )

@@ -20,7 +20,7 @@ def _sweep(tmp_path: Path, *args: str) -> dict:
     done, run, summary = short_sweep(tmp_path, "--sweep", "2", "--loadgen-workers", "2", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete"
-    (point,) = summary["points"]
+    (point,) = summary["trials"]
     tally = json.loads((run / point["raw"] / "tally.json").read_text())
     locust = json.loads((run / point["raw"] / "locust.json").read_text())
     locust_requests = sum(e["num_requests"] for e in locust)

@@ -1,6 +1,7 @@
-"""A real sweep, N = 1 and 2, through the installed `hscale` console script: real nginx,
-gunicorn replicas under cgroup quotas, redis-server and Locust, into a private results
-dir on ports of its own. Then what it wrote, and what it left behind (nothing)."""
+"""A real sweep, N = 1 and 2 with two trials each, through the installed `hscale`
+console script: real nginx, gunicorn replicas under cgroup quotas, redis-server and
+Locust, into a private results dir on ports of its own. Then what it wrote, and what it
+left behind (nothing)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def space(tmp_path_factory) -> Iterator[dict[str, Path]]:
 
 @pytest.fixture(scope="module")
 def run(space) -> Run:
-    args = ["--sweep", "1 2", "--duration", "4", "--warmup", "2"]
+    args = ["--sweep", "1 2", "--trials", "2", "--duration", "4", "--warmup", "2"]
     return bench(space["results"], space["tmpdir"], *args, replicas=2)
 
 
@@ -101,7 +102,7 @@ def test_exit_code_and_table(run):
 
 def test_summary(run):
     s = run.summary
-    assert s["schema_version"] == 1
+    assert s["schema_version"] == 2
     assert s["status"] == "complete", s.get("error")
     assert s["error"] is None
     assert s["run_id"] == run.run_id
@@ -109,10 +110,63 @@ def test_summary(run):
     assert isinstance(s["started_at"], str) and isinstance(s["ended_at"], str)
     assert s["leftover_processes"] == [], "teardown missed processes that had to be killed"
     assert [p["replicas"] for p in s["points"]] == [1, 2]
+    # trials alternate direction: 1, 2, then 2, 1
+    assert [(t["replicas"], t["trial"], t["seq"]) for t in s["trials"]] == [
+        (1, 1, 0),
+        (2, 1, 1),
+        (2, 2, 2),
+        (1, 2, 3),
+    ]
+    assert s["trial_plan"] == {"trials": 2, "ci_target": 0.0, "max_trials": 10}
+    assert s["load"] == {"model": "closed", "rate_rps": None}
 
 
-def test_point_fields_and_types(run):
-    for p in run.summary["points"]:
+def test_points_aggregate_their_trials(run):
+    s = run.summary
+    for p in s["points"]:
+        mine = [t for t in s["trials"] if t["replicas"] == p["replicas"]]
+        xs = [t["throughput_rps"] for t in mine]
+        assert p["trials"] == 2 and p["throughput_trials"] == xs
+        assert p["throughput_rps"] == pytest.approx(sum(xs) / 2, abs=0.01)
+        lo, hi = p["throughput_ci"]
+        assert min(xs) <= lo <= p["throughput_rps"] <= hi <= max(xs)
+        assert p["requests"] == sum(t["requests"] for t in mine)
+        # merged histograms: the point's max is the largest trial max
+        assert p["latency_ms"]["max"] == max(t["latency_ms"]["max"] for t in mine)
+        assert p["valid"] == all(t["valid"] for t in mine)
+        assert p["bottleneck"]["component"] in {"replicas", "nginx", "store", "loadgen"}
+    one, two = s["points"]
+    assert one["efficiency"] == 1.0 and two["efficiency"] > 0.5
+    assert two["efficiency_ci"][0] <= two["efficiency"] <= two["efficiency_ci"][1]
+    assert two["karp_flatt"] is not None
+
+
+def test_trials_have_steady_state_checks(run):
+    for t in run.summary["trials"]:
+        # the per-second series covers warm-up and window; drift is judged on the window
+        assert t["warmup_s"] == pytest.approx(2, abs=0.5)
+        assert sum(r["requests"] for r in t["series"]) > t["requests"]
+        assert t["drift"] is None or set(t["drift"]) >= {"change_rel", "flagged"}
+        little = t["littles_law"]
+        assert little["users"] == t["users"]
+        assert little["implied_users"] == pytest.approx(
+            little["throughput_rps"] * little["mean_latency_ms"] / 1000, rel=0.01
+        )
+        flagged = any(n.startswith("Little's law") for n in t["notes"])
+        assert flagged == (abs(little["error_rel"]) > 0.10), (little, t["notes"])
+    # closed loop, no think time, a generator with room: users = X x R within 10%
+    assert any(abs(t["littles_law"]["error_rel"]) < 0.10 for t in run.summary["trials"])
+
+
+def test_analysis_and_verdict(run):
+    a = run.summary["analysis"]
+    assert a is not None, run.summary.get("analysis_error")
+    assert a["distinct_n"] == 2 and a["weak_fit"]  # two N cannot support a 3-parameter fit
+    assert isinstance(a["verdict"], str) and len(a["verdict"]) > 40
+
+
+def test_trial_fields_and_types(run):
+    for p in run.summary["trials"]:
         assert set(p) >= POINT_KEYS, POINT_KEYS - set(p)
         assert isinstance(p["replicas"], int)
         assert isinstance(p["throughput_rps"], (int, float)) and p["throughput_rps"] > 0
@@ -135,7 +189,7 @@ def test_point_fields_and_types(run):
 
 
 def test_every_replica_served_and_load_is_balanced(run):
-    one, two = run.summary["points"]
+    one, two = run.summary["points"]  # summed over trials
     assert set(one["per_replica_requests"]) == {"replica-1"}
     counts = two["per_replica_requests"]
     assert set(counts) == {"replica-1", "replica-2"}, counts
@@ -148,7 +202,7 @@ def test_every_replica_served_and_load_is_balanced(run):
 
 def test_components_and_cpu_quota(run):
     config = run.manifest["config"]
-    for p in run.summary["points"]:
+    for p in run.summary["trials"]:
         comps = p["components"]
         replicas = {f"replica-{i}" for i in range(1, p["replicas"] + 1)}
         assert replicas | {"nginx", "store", "loadgen"} <= set(comps), sorted(comps)
@@ -164,7 +218,7 @@ def test_components_and_cpu_quota(run):
 
 def test_manifest(run):
     m = run.manifest
-    assert m["schema_version"] == 1 and m["run_id"] == run.run_id
+    assert m["schema_version"] == 2 and m["run_id"] == run.run_id
     assert set(m["git"]) >= {"sha", "dirty"} and m["git"]["sha"]
     versions = m["versions"]
     for name in ("python", "locust", "gunicorn", "flask", "hdrhistogram"):
@@ -180,10 +234,10 @@ def test_manifest(run):
     assert m["started_at"] and m.get("status") == "complete" and m.get("ended_at")
 
 
-def test_raw_files_per_point(run):
-    for p in run.summary["points"]:
+def test_raw_files_per_trial(run):
+    for p in run.summary["trials"]:
         raw = run.path / p["raw"]
-        assert raw == run.path / "points" / f"n{p['replicas']}"
+        assert raw == run.path / "points" / f"n{p['replicas']}" / f"t{p['trial']}"
         stats = raw / "locust_stats.csv"
         assert stats.is_file()
         rows = list(csv.DictReader(stats.open()))
@@ -194,7 +248,7 @@ def test_raw_files_per_point(run):
 
 def test_locust_json_agrees_with_summary(run):
     """Locust's own final stats cover the same window as hscale's tally."""
-    for p in run.summary["points"]:
+    for p in run.summary["trials"]:
         entries = json.loads((run.path / p["raw"] / "locust.json").read_text())
         assert sum(e["num_requests"] for e in entries) == p["requests"]
         assert sum(e["num_failures"] for e in entries) == p["failures"]
@@ -204,7 +258,7 @@ def test_locust_stats_csv_covers_the_whole_window(run):
     """results/README.md: locust_stats.csv covers the measurement window; the listener
     promises 'Locust's CSV/JSON and hscale agree'. Locust rewrites the CSV once a second,
     so without a final write it misses the window's last second."""
-    for p in run.summary["points"]:
+    for p in run.summary["trials"]:
         rows = csv.DictReader((run.path / p["raw"] / "locust_stats.csv").open())
         total = next(int(r["Request Count"]) for r in rows if r["Name"] == "Aggregated")
         assert total == pytest.approx(p["requests"], rel=0.01), (
@@ -243,7 +297,10 @@ def test_show_and_plot_read_the_run(run):
 def test_second_run_gets_a_new_dir_and_leaves_the_first_intact(run):
     first_files = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*"))
     second = bench(
-        run.results, run.tmpdir, "--sweep", "1", "--duration", "2", "--warmup", "1", replicas=1
+        run.results,
+        run.tmpdir,
+        *("--sweep", "1", "--trials", "1", "--duration", "2", "--warmup", "1"),
+        replicas=1,
     )
     try:
         assert second.returncode == 0, second.why()

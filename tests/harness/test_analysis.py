@@ -13,7 +13,7 @@ from hscale_testkit import ROOT
 from analysis import components, latency, scaling, validity
 from hscale import settings
 from hscale.cgroups import CpuCounters
-from hscale.sweep import oversubscription, with_scaling
+from hscale.sweep import oversubscription
 
 # -- scaling -----------------------------------------------------------------------------
 
@@ -61,26 +61,6 @@ def test_superlinear_note_above_threshold_only():
     assert scaling.efficiency_notes(scaling.SUPERLINEAR) == []
     notes = scaling.efficiency_notes(1.3)
     assert len(notes) == 1 and "superlinear" in notes[0] and "1.30" in notes[0]
-
-
-def test_with_scaling_adds_rounded_values_and_the_superlinear_note():
-    points = [pt(1, 100.0), pt(2, 260.0, notes=["efficiency 9.99 stale note"])]
-    rows = with_scaling(points)
-    assert rows[0]["speedup"] == 1.0 and rows[0]["efficiency"] == 1.0
-    assert rows[0]["notes"] == []
-    assert rows[1]["speedup"] == 2.6 and rows[1]["efficiency"] == 1.3
-    assert len(rows[1]["notes"]) == 1 and "superlinear" in rows[1]["notes"][0]
-    assert rows[1]["valid"] is True  # suspicious, to be read, but not invalidating
-    assert points[1]["notes"] == ["efficiency 9.99 stale note"]  # inputs untouched
-
-
-def test_with_scaling_keeps_validity_notes_and_drops_a_note_no_longer_true():
-    first = with_scaling([pt(2, 200.0), pt(4, 440.0, notes=["failures 2.0% > 1% (2 of 100)"])])
-    assert len(first[1]["notes"]) == 2  # E = 1.1 > 1.05
-    # A smaller N measured later lowers E(4): its superlinear note must go, the other stay.
-    again = with_scaling([pt(1, 120.0), first[0], first[1]])
-    assert again[2]["efficiency"] == pytest.approx(440 / 120 / 4, abs=1e-3)
-    assert again[2]["notes"] == ["failures 2.0% > 1% (2 of 100)"]
 
 
 # -- validity ----------------------------------------------------------------------------

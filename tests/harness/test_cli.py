@@ -171,7 +171,7 @@ def test_show_rejects_another_schema_version_in_one_line(where, tmp_path):
     traceback (load_summary's ValueError must reach the user as a usage error)."""
     run = tmp_path / "future-run"
     run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"schema_version": 2, "points": []}))
+    (run / "summary.json").write_text(json.dumps({"schema_version": 9, "points": []}))
     line = assert_usage_error(run_hscale(["show", str(run)], tmpdir=where["tmpdir"]), where)
     assert "schema_version" in line
 

@@ -22,7 +22,8 @@ def test_run_dir_layout(tmp_path):
     rd = RunDir(root, "run-a")
     assert rd.path == root / "run-a"
     assert (rd.path / "points").is_dir() and (rd.path / "runtime").is_dir()
-    assert rd.point_dir(3) == rd.path / "points" / "n3"
+    assert rd.trial_dir(3, 2) == rd.path / "points" / "n3" / "t2"
+    assert rd.trial_dir(3, 2, attempt=1) == rd.path / "points" / "n3" / "t2.1"
 
 
 def test_same_run_id_twice_raises_and_keeps_the_first(tmp_path):
@@ -54,7 +55,7 @@ def test_write_summary_adds_schema_version_first(tmp_path):
     rd.write_summary(summary("run-a", "complete", points=[{"replicas": 1}]))
     raw = (rd.path / "summary.json").read_text()
     data = json.loads(raw)
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert next(iter(data)) == "schema_version"
     assert data["points"] == [{"replicas": 1}]
     assert load_summary(rd.path) == data
@@ -135,7 +136,7 @@ def test_latest_replaces_a_dangling_link(tmp_path):
     assert os.readlink(tmp_path / "latest") == "run-1"
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 1, 3, "2", None])
 def test_load_summary_rejects_other_schema_versions(tmp_path, version):
     run = tmp_path / "run"
     run.mkdir()

@@ -1,0 +1,166 @@
+"""From trials to points: one summary per N over its trials, with CIs and the bottleneck.
+
+The unit of a CI is one trial's throughput (per-second samples within a trial are
+autocorrelated); latency merges every trial's HdrHistogram exactly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from statistics import mean
+
+from analysis import latency, scaling, stats
+from analysis.usl import karp_flatt
+
+# Components with no CPU quota of their own are judged against one core: the store
+# (Redis) and nginx (worker_processes 1) each run their work on one thread.
+SINGLE_THREAD_CPUS = 1.0
+NOT_A_BOTTLENECK = {"overhead"}
+
+
+def demand_ms(cpu_cores: float, throughput_rps: float) -> float | None:
+    """Service demand D = U / X: CPU milliseconds per successful request."""
+    return round(cpu_cores / throughput_rps * 1000, 4) if throughput_rps > 0 else None
+
+
+def with_demand(components: Mapping[str, dict], throughput_rps: float) -> dict[str, dict]:
+    return {
+        name: {**c, "demand_ms": demand_ms(c["cpu_cores"], throughput_rps)}
+        for name, c in components.items()
+    }
+
+
+def merge_histograms(encoded: Sequence[str | None]) -> str | None:
+    present = [e for e in encoded if e]
+    if not present:
+        return None
+    total = latency.decode(present[0])
+    for e in present[1:]:
+        total.add(latency.decode(e))
+    return latency.encode(total)
+
+
+def _mean_components(trials: Sequence[dict], throughput_rps: float) -> dict[str, dict]:
+    """Per component: mean cores and utilisation over the trials that measured it."""
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for t in trials:
+        for name, c in t["components"].items():
+            by_name[name].append(c)
+    out = {}
+    for name, cs in sorted(by_name.items()):
+        cores = mean(c["cpu_cores"] for c in cs)
+        utils = [c["util_of_budget"] for c in cs if c.get("util_of_budget") is not None]
+        out[name] = {
+            "kind": cs[0]["kind"],
+            "cpu_cores": round(cores, 4),
+            "budget_cpus": cs[0]["budget_cpus"],
+            "util_of_budget": round(mean(utils), 4) if utils else None,
+            "demand_ms": demand_ms(cores, throughput_rps),
+        }
+    return out
+
+
+def bottleneck(components: Mapping[str, dict], throughput_rps: float) -> dict | None:
+    """The component nearest saturation: highest CPU use against its budget.
+
+    Replicas count as one component (their mean): they share the load evenly, so the
+    group saturates together. Components without a budget are judged against one core.
+    """
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for name, c in components.items():
+        if c["kind"] not in NOT_A_BOTTLENECK:
+            groups["replicas" if c["kind"] == "replica" else name].append(c)
+    best = None
+    for name, cs in groups.items():
+        cores = sum(c["cpu_cores"] for c in cs)
+        budget = sum(c["budget_cpus"] or SINGLE_THREAD_CPUS for c in cs)
+        row = {
+            "component": name,
+            "kind": cs[0]["kind"],
+            "cpu_cores": round(cores, 4),
+            "budget_cpus": round(budget, 4),
+            "budget_assumed": any(c["budget_cpus"] is None for c in cs),
+            "util_of_budget": round(cores / budget, 4),
+            "demand_ms": demand_ms(cores, throughput_rps),
+        }
+        if best is None or row["util_of_budget"] > best["util_of_budget"]:
+            best = row
+    return best
+
+
+def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | None]):
+    xs = [t["throughput_rps"] for t in trials]
+    x = mean(xs)
+    requests = sum(t["requests"] for t in trials)
+    failures = sum(t["failures"] for t in trials)
+    per_replica: dict[str, int] = defaultdict(int)
+    for t in trials:
+        for r, k in t["per_replica_requests"].items():
+            per_replica[r] += k
+    comps = _mean_components(trials, x)
+    ci = stats.mean_ci(xs)
+    return {
+        "replicas": n,
+        "trials": len(trials),
+        "users": trials[0]["users"],
+        "throughput_rps": round(x, 2),
+        "throughput_trials": [t["throughput_rps"] for t in trials],
+        "throughput_ci": None if ci is None else [round(ci[0], 2), round(ci[1], 2)],
+        "throughput_cv": None if (cv := stats.cv(xs)) is None else round(cv, 4),
+        "requests": requests,
+        "failures": failures,
+        "failure_rate": round(failures / requests, 5) if requests else None,
+        "latency_ms": latency.percentiles_ms(
+            merge_histograms([histograms.get((n, t["trial"])) for t in trials])
+        ),
+        "per_replica_requests": dict(sorted(per_replica.items())),
+        "components": comps,
+        "bottleneck": bottleneck(comps, x),
+        "valid": all(t["valid"] for t in trials),
+        "notes": [f"trial {t['trial']}: {note}" for t in trials for note in t["notes"]],
+        "warnings": [f"trial {t['trial']}: {w}" for t in trials for w in t.get("warnings", [])],
+    }
+
+
+def points(trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | None]) -> list[dict]:
+    """One point per N (sorted), with speedup and efficiency against the baseline N.
+
+    histograms maps (N, trial) to that trial's encoded HdrHistogram.
+    """
+    by_n: dict[int, list[dict]] = defaultdict(list)
+    for t in trials:
+        by_n[t["replicas"]].append(t)
+    rows = [_point(n, sorted(ts, key=lambda t: t["trial"]), histograms) for n, ts in by_n.items()]
+    rows.sort(key=lambda p: p["replicas"])
+    return with_scaling(rows)
+
+
+def with_scaling(rows: list[dict]) -> list[dict]:
+    """Speedup S(N), efficiency E(N) with 95% CIs (bootstrap of the ratio of trial means,
+    against the baseline N's per-replica throughput) and the Karp-Flatt serial fraction."""
+    base = scaling.baseline_per_replica(rows)
+    if base is None:
+        return rows
+    base_n, _ = base
+    base_xs = [
+        x / base_n for x in next(p for p in rows if p["replicas"] == base_n)["throughput_trials"]
+    ]
+    out = []
+    for p, (speedup, eff) in zip(rows, scaling.speedup_efficiency(rows), strict=True):
+        ci = stats.ratio_ci(p["throughput_trials"], base_xs)
+        kf = karp_flatt(speedup, p["replicas"]) if speedup else None
+        out.append(
+            {
+                **p,
+                "speedup": None if speedup is None else round(speedup, 3),
+                "speedup_ci": None if ci is None else [round(ci[0], 3), round(ci[1], 3)],
+                "efficiency": None if eff is None else round(eff, 3),
+                "efficiency_ci": None
+                if ci is None
+                else [round(ci[0] / p["replicas"], 3), round(ci[1] / p["replicas"], 3)],
+                "karp_flatt": None if kf is None else round(kf, 4),
+                "warnings": p["warnings"] + scaling.efficiency_notes(eff),
+            }
+        )
+    return out

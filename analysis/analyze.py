@@ -1,0 +1,332 @@
+"""The Analysis object of summary.json (schema 2): fits, efficiency and a verdict.
+
+Input is a list of measurements (n, trial, throughput), one per trial, taken from a run's
+summary.json or from a CSV, so results of other tools can be judged the same way.
+No file I/O here: callers read the text or JSON and hand it over.
+
+Efficiency is relative to the smallest measured N, per replica (normally N = 1):
+E(N) = mean(X(N) / N) / mean(X(base) / base), and its CI is the bootstrap CI of that
+ratio of two independent samples of trials. Karp-Flatt uses S(N) = N * E(N).
+The fit uses the valid trials of a run when they cover 2 or more N, else every trial
+(fit_input says which, and the verdict repeats it); invalid points are named either way.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from analysis import stats, usl
+from analysis.verdict import LINEAR_EFFICIENCY, verdict
+
+Measurement = tuple[int, int, float]  # (n replicas, trial, throughput req/s)
+CONFIDENCE = 0.95  # the verdict's wording assumes it
+
+
+def measurements_from_summary(summary: dict) -> list[Measurement]:
+    """Per-trial throughputs of a summary.json: schema 2 `trials`, or schema 1 `points`."""
+    if not isinstance(summary, dict):
+        raise ValueError("summary.json is not a JSON object")
+    version = summary.get("schema_version")
+    try:
+        if version == 2:
+            return [
+                (int(t["replicas"]), int(t["trial"]), float(t["throughput_rps"]))
+                for t in summary.get("trials") or []
+                if t.get("throughput_rps") is not None
+            ]
+        if version == 1:  # one measurement per N, no repeats
+            return [
+                (int(p["replicas"]), 1, float(p["throughput_rps"]))
+                for p in summary.get("points") or []
+                if p.get("throughput_rps") is not None
+            ]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"summary.json schema {version}: malformed measurement ({exc})") from None
+    raise ValueError(f"unsupported schema_version {version!r} (expected 1 or 2)")
+
+
+def fit_input(summary: dict) -> tuple[list[Measurement], str]:
+    """The measurements to fit and what they are: the valid trials (schema 2) when they
+    cover 2 or more N, so a saturated load generator or a failing point does not bend the
+    model; else every trial, said so."""
+    every = measurements_from_summary(summary)
+    if summary.get("schema_version") != 2:
+        return every, "every point (schema 1 records no trials)"
+    valid = [
+        (int(t["replicas"]), int(t["trial"]), float(t["throughput_rps"]))
+        for t in summary.get("trials") or []
+        if t.get("valid") and t.get("throughput_rps") is not None
+    ]
+    if len(valid) == len(every):
+        return every, "every trial (all valid)"
+    if len({n for n, _, _ in valid}) >= 2:
+        return valid, f"the {len(valid)} valid trials of {len(every)}"
+    return every, (
+        f"every trial, invalid ones too: only {len(valid)} of {len(every)} are valid, "
+        "too few N to fit on their own"
+    )
+
+
+def _number(cell: str, column: str, line: int) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(f"row {line}: {column} is not a number: {cell!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"row {line}: {column} is not a finite number: {cell!r}")
+    return value
+
+
+def _whole(cell: str, column: str, line: int) -> int:
+    value = _number(cell, column, line)
+    if value != int(value):
+        raise ValueError(f"row {line}: {column} must be a whole number, got {cell!r}")
+    return int(value)
+
+
+def _cells(line: str) -> list[str]:
+    return next(csv.reader([line]), [])
+
+
+def measurements_from_csv(text: str) -> list[Measurement]:
+    """Rows of a CSV with a header naming columns n and throughput (any case, any order).
+
+    An optional trial column numbers repeats; without it, repeats at one N are numbered in
+    file order. Other columns are ignored, and so are blank lines and lines starting with #.
+    Raises ValueError with a one-line message naming the offending row.
+    """
+    lines = [
+        (i, line)
+        for i, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise ValueError("CSV is empty: expected a header with columns n and throughput")
+    header = [h.strip().lower() for h in _cells(lines[0][1])]
+    missing = [c for c in ("n", "throughput") if c not in header]
+    if missing:
+        raise ValueError(
+            f"CSV header lacks column {' and '.join(missing)} (found: {', '.join(header)})"
+        )
+    col = {name: header.index(name) for name in ("n", "throughput", "trial") if name in header}
+    out: list[Measurement] = []
+    counters: dict[int, int] = defaultdict(int)
+    for line, text_line in lines[1:]:
+        row = _cells(text_line)
+        if len(row) < len(header):
+            raise ValueError(f"row {line}: {len(row)} cells, the header has {len(header)}")
+        n = _whole(row[col["n"]].strip(), "n", line)
+        x = _number(row[col["throughput"]].strip(), "throughput", line)
+        if n < 1:
+            raise ValueError(f"row {line}: n must be at least 1, got {n}")
+        if x < 0:
+            raise ValueError(f"row {line}: throughput must not be negative, got {x:g}")
+        counters[n] += 1
+        trial = _whole(row[col["trial"]].strip(), "trial", line) if "trial" in col else counters[n]
+        out.append((n, trial, x))
+    if not out:
+        raise ValueError("CSV has a header but no data rows")
+    return out
+
+
+def _clean(value: object) -> object:
+    """JSON-safe: plain floats, no NaN or infinity (null instead), tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.bool_ | np.integer):
+        return value.item()
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    f = float(value)  # type: ignore[arg-type]
+    return f if math.isfinite(f) else None
+
+
+def _models(result: usl.UslFit) -> dict:
+    return {
+        name: {
+            "params": dict(mf.params),
+            "ci": dict(mf.ci),
+            "ci_method": mf.ci_method,
+            "r_squared": mf.r_squared,
+            "aicc": mf.aicc,
+            "sse": mf.sse,
+        }
+        for name, mf in result.models.items()
+    }
+
+
+def _efficiency(
+    by_n: dict[int, list[float]],
+) -> tuple[dict[str, float | None], dict[str, list | None], dict[str, float | None]]:
+    """E(N), its CI and Karp-Flatt e(N), keyed by str(N), relative to the smallest N."""
+    base = min(by_n)
+    base_per = [x / base for x in by_n[base]]
+    base_mean = float(np.mean(base_per))
+    eff: dict[str, float | None] = {}
+    eff_ci: dict[str, list | None] = {}
+    kf: dict[str, float | None] = {}
+    for n in sorted(by_n):
+        per = [x / n for x in by_n[n]]
+        e = float(np.mean(per)) / base_mean if base_mean > 0 else None
+        eff[str(n)] = e
+        # The baseline is 1 by definition: a CI of it against itself would be noise.
+        ci = None if n == base or e is None else stats.ratio_ci(per, base_per, CONFIDENCE)
+        eff_ci[str(n)] = None if ci is None else list(ci)
+        kf[str(n)] = None if e is None else usl.karp_flatt(e * n, n)
+    return eff, eff_ci, kf
+
+
+def _linear_up_to(eff_ci: dict[str, list | None]) -> int | None:
+    """Largest N such that every N above the baseline up to it has E's CI low >= 0.9."""
+    ns = sorted(int(n) for n in eff_ci)
+    best = None
+    for n in ns[1:]:
+        ci = eff_ci[str(n)]
+        if ci is None or ci[0] < LINEAR_EFFICIENCY:
+            break
+        best = n
+    return best
+
+
+def _from_points(points: Sequence[dict] | None) -> tuple[dict[str, str], dict[str, list[str]]]:
+    bottlenecks: dict[str, str] = {}
+    invalid: dict[str, list[str]] = {}
+    for p in points or []:
+        if "replicas" not in p:
+            continue
+        key = str(p["replicas"])
+        b = p.get("bottleneck")
+        if isinstance(b, dict) and b.get("component"):
+            bottlenecks[key] = str(b["component"])
+        if p.get("valid") is False:
+            invalid[key] = [str(x) for x in p.get("notes") or []] or ["no reason recorded"]
+    return bottlenecks, invalid
+
+
+def analyze(
+    measurements: Sequence[Measurement],
+    points: Sequence[dict] | None = None,
+    fit_on: str | None = None,
+) -> dict:
+    """The Analysis object: model fits, efficiency with CIs, bottlenecks and a verdict.
+
+    sigma, kappa, lambda and their CIs and r_squared are those of the chosen model (0 and
+    null CI for a parameter that model fixes); peak_* come from the USL fit (see usl.py).
+    Raises ValueError when there are fewer than 2 distinct N.
+    """
+    if not measurements:
+        raise ValueError("no measurements to analyze")
+    by_n: dict[int, list[float]] = defaultdict(list)
+    for n, _trial, x in measurements:
+        by_n[int(n)].append(float(x))
+    if len(by_n) < 2:
+        raise ValueError(
+            f"need throughput at 2 or more distinct replica counts to fit a scaling model, "
+            f"got only N = {next(iter(by_n))}"
+        )
+    ns = [float(n) for n, _, _ in measurements]
+    xs = [float(x) for _, _, x in measurements]
+    result = usl.fit(ns, xs, CONFIDENCE)
+    chosen = result.chosen
+    eff, eff_ci, kf = _efficiency(by_n)
+    bottlenecks, invalid = _from_points(points)
+    analysis = {
+        "n_points": result.n_points,
+        "distinct_n": result.distinct_n,
+        "models": _models(result),
+        "model": result.model,
+        "sigma": chosen.params["sigma"],
+        "kappa": chosen.params["kappa"],
+        "lambda": chosen.params["lambda"],
+        "sigma_ci": chosen.ci.get("sigma"),
+        "kappa_ci": chosen.ci.get("kappa"),
+        "lambda_ci": chosen.ci.get("lambda"),
+        "r_squared": chosen.r_squared,
+        "peak_n": result.peak_n,
+        "peak_throughput": result.peak_throughput,
+        "peak_extrapolated": result.peak_extrapolated,
+        "weak_fit": result.weak_fit,
+        "efficiency": eff,
+        "efficiency_ci": eff_ci,
+        "karp_flatt": kf,
+        "linear_up_to": _linear_up_to(eff_ci),
+        "bottlenecks": bottlenecks,
+        "invalid": invalid,
+        "fit_on": fit_on,
+    }
+    analysis = _clean(analysis)
+    analysis["verdict"] = verdict(analysis, list(points) if points else None)
+    return analysis
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _num_ci(ci: Sequence[float] | None) -> str:
+    return "" if ci is None else f" [{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def render_text(analysis: dict, source: str | None = None) -> str:
+    """A plain-text report of an Analysis object: models, peak, efficiency, verdict."""
+    out = [f"Scaling analysis of {source}" if source else "Scaling analysis"]
+    out.append(
+        f"{analysis['n_points']} trials at {analysis['distinct_n']} distinct N; "
+        f"supported model: {analysis['model']} (*)"
+    )
+    rows = [["model", "lambda", "sigma", "kappa", "R^2", "AICc"]]
+    for name, m in analysis["models"].items():
+        row = [name + (" *" if name == analysis["model"] else "")]
+        for key in ("lambda", "sigma", "kappa"):
+            fitted = key in m["ci"]
+            row.append(
+                f"{_num(m['params'][key])}{_num_ci(m['ci'][key])}" if fitted else "0 (fixed)"
+            )
+        r2, aicc = m["r_squared"], m["aicc"]
+        row += ["-" if r2 is None else f"{r2:.4f}", "-" if aicc is None else f"{aicc:.2f}"]
+        rows.append(row)
+    out += ["", *_table(rows, right={4, 5}), ""]
+    if analysis["peak_n"] is not None:
+        where = "outside" if analysis["peak_extrapolated"] else "inside"
+        out.append(
+            f"USL peak: N* = {analysis['peak_n']:.1f} ({where} the measured N), "
+            f"X(N*) = {_num(analysis['peak_throughput'])}"
+        )
+    elif analysis["models"]["usl"]["params"]["kappa"] == 0:
+        out.append("USL peak: none (kappa = 0)")
+    else:
+        out.append("USL peak: none (too few distinct N to identify the USL)")
+    rows = [["N", "efficiency", "95% CI", "Karp-Flatt"]]
+    for n, e in analysis["efficiency"].items():
+        ci = analysis["efficiency_ci"].get(n)
+        kf = analysis["karp_flatt"].get(n)
+        rows.append(
+            [
+                n,
+                "-" if e is None else f"{e:.3f}",
+                "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+                "-" if kf is None else f"{kf:.4f}",
+            ]
+        )
+    out += ["", *_table(rows, right={0, 1, 3}), "", analysis["verdict"]]
+    return "\n".join(out)

@@ -1,0 +1,404 @@
+"""The report of a run, regenerated from its files without re-running load.
+
+Writes into the run directory: report.html (one self-contained file: figures as data:
+URIs, inline CSS, no fetches), report.md (short, for issues and PRs) and
+figures/<name>.png + .svg. Only load_run and write_report touch files; the rest turns
+a summary and manifest into text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from analysis import figures, plot
+
+SCHEMA_VERSION = 2  # the summary.json schema this module reads
+TEMPLATES = Path(__file__).parent / "templates"
+CAPTIONS = {
+    "throughput": "Throughput vs N: every trial (dots; hollow = not valid), per-N mean with its "
+    "95% CI, the ideal line N x X(1) and the fitted model with its 95% confidence band.",
+    "efficiency": "Efficiency E(N) with 95% CI; E >= 0.9 is about linear, E > 1 is flagged.",
+    "karp_flatt": "Karp-Flatt serial fraction e(N).",
+    "latency": "Latency percentiles per N, log scale.",
+    "cpu": "CPU per component: cores used and share of budget; the bottleneck is marked.",
+    "series": "Per-second throughput of every trial; the shaded warm-up is not measured.",
+}
+# Knobs that define a measurement, in the order `make bench` takes them (ports and the
+# results directory are where it ran, not what was measured).
+REPRO_KNOBS = (
+    "runtime", "scenario", "sweep", "trials", "ci_target", "max_trials", "load", "rate",
+    "duration", "warmup", "users", "users_per_replica", "loadgen_workers", "replica_cpus",
+    "replica_memory", "workers", "worker_class", "threads", "ballast",
+)  # fmt: skip
+MISSING = "–"
+
+
+# -- formatting ---------------------------------------------------------------------------
+def num(value: float | None, digits: int = 3) -> str:
+    """Three significant digits, but whole numbers stay whole (1234, not 1.23e+03)."""
+    if value is None:
+        return MISSING
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def fixed(value: float | None, places: int = 2) -> str:
+    return MISSING if value is None else f"{value:.{places}f}"
+
+
+def with_ci(
+    value: float | None, interval: Sequence[float] | None, fmt: Callable[[float | None], str] = num
+) -> str:
+    if not interval:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
+def pct(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.0%}"
+
+
+def bottleneck(point: Mapping) -> str:
+    b = point.get("bottleneck")
+    return MISSING if not b else f"{b['component']} ({pct(b.get('util_of_budget'))} of budget)"
+
+
+# -- tables -------------------------------------------------------------------------------
+def point_rows(summary: Mapping) -> list[dict[str, Any]]:
+    """One row per N, formatted: the table of report.md and of the HTML page."""
+    rows = []
+    for p in summary.get("points") or []:
+        lat = p.get("latency_ms") or {}
+        eff = p.get("efficiency")
+        rows.append(
+            {
+                "n": p["replicas"],
+                "trials": p.get("trials"),
+                "throughput": with_ci(p["throughput_rps"], p.get("throughput_ci")),
+                "cv": pct(p.get("throughput_cv")),
+                "efficiency": with_ci(eff, p.get("efficiency_ci"), fixed),
+                "superlinear": eff is not None and eff > 1,
+                "karp_flatt": fixed(p.get("karp_flatt"), 3),
+                "latency": f"{num(lat.get('p50'))} / {num(lat.get('p99'))}",
+                "bottleneck": bottleneck(p),
+                "valid": p.get("valid", False),
+            }
+        )
+    return rows
+
+
+def validity_rows(summary: Mapping) -> list[dict[str, Any]]:
+    """Per N: every trial (valid, reasons, warnings), then the point's own notes."""
+    trials = summary.get("trials") or []
+    rows = []
+    for p in summary.get("points") or []:
+        n = p["replicas"]
+        for t in sorted((t for t in trials if t["replicas"] == n), key=lambda t: t["trial"]):
+            rows.append(
+                {
+                    "n": n,
+                    "trial": t["trial"],
+                    "seq": t.get("seq"),
+                    "throughput": num(t.get("throughput_rps")),
+                    "valid": t.get("valid", False),
+                    "reasons": list(t.get("notes") or []),
+                    "warnings": list(t.get("warnings") or []),
+                }
+            )
+        own = [note for note in p.get("notes") or [] if not note.startswith("trial ")]
+        bad = [str(t["trial"]) for t in trials if t["replicas"] == n and not t.get("valid")]
+        if bad and not p.get("valid", False):  # the reasons are on the trial rows above
+            own.append(f"trial(s) {', '.join(bad)} not valid")
+        rows.append(
+            {
+                "n": n,
+                "trial": "all",
+                "seq": None,
+                "throughput": num(p.get("throughput_rps")),
+                "valid": p.get("valid", False),
+                "reasons": own,
+                "warnings": [w for w in p.get("warnings") or [] if not w.startswith("trial ")],
+            }
+        )
+    return rows
+
+
+def retried_rows(summary: Mapping) -> list[str]:
+    """Trials measured again with more Locust workers; the first attempt stays on disk."""
+    return [
+        f"N = {r.get('replicas')} trial {r.get('trial')} ({r.get('raw')}): "
+        + "; ".join(r.get("notes") or ["no reason recorded"])
+        for r in summary.get("retried_trials") or []
+    ]
+
+
+def model_rows(analysis: Mapping | None) -> list[dict[str, Any]]:
+    """One row per fitted model: parameters with CIs, R^2, AICc, and which was chosen."""
+    if not analysis:
+        return []
+    rows = []
+    for name, m in (analysis.get("models") or {}).items():
+        params, cis = m.get("params") or {}, m.get("ci") or {}
+        row = {"name": name, "chosen": name == analysis.get("model")}
+        for key in ("lambda", "sigma", "kappa"):
+            held = key not in cis  # the model holds it at 0
+            row[key] = "0 (fixed)" if held else with_ci(params.get(key), cis.get(key))
+        row["r_squared"] = num(m.get("r_squared"), 4)
+        row["aicc"] = num(m.get("aicc"), 4)
+        rows.append(row)
+    return rows
+
+
+def model_line(analysis: Mapping | None, error: str | None = None) -> str:
+    """One sentence: the chosen model, its parameters, the peak and how far to trust it."""
+    if not analysis or not analysis.get("model"):
+        return f"No scaling fit: {error or 'it needs trials at 2 or more distinct N'}."
+    name = analysis["model"]
+    free = ((analysis.get("models") or {}).get(name) or {}).get("ci") or {}
+    parts = [f"Model: {name}"]
+    for key, sym in (("lambda", "λ"), ("sigma", "σ"), ("kappa", "κ")):
+        if key in free and analysis.get(key) is not None:  # not one the model holds at 0
+            parts.append(f"{sym} = {with_ci(analysis[key], analysis.get(f'{key}_ci'))}")
+    parts.append(f"R² = {num(analysis.get('r_squared'), 4)}")
+    text = ", ".join(parts)
+    if analysis.get("peak_n") is not None:
+        where = " (extrapolated beyond the measured N)" if analysis.get("peak_extrapolated") else ""
+        text += (
+            f"; peak N* = {num(analysis['peak_n'])} at "
+            f"{num(analysis.get('peak_throughput'))} req/s{where}"
+        )
+        if name != "usl":  # the peak comes from the USL fit, which the data did not choose
+            text += ", from the USL fit, whose κ the data cannot tell from 0"
+    if analysis.get("linear_up_to") is not None:
+        text += f"; about linear (E CI >= 0.9) up to N = {analysis['linear_up_to']}"
+    if analysis.get("weak_fit"):
+        text += f". Weak fit: {analysis['weak_fit']}"
+    return text + "."
+
+
+def fit_rows(analysis: Mapping | None) -> list[tuple[str, str]]:
+    """Peak, extrapolation, linear range and the weak-fit note, as label/value pairs."""
+    if not analysis:
+        return []
+    peak = num(analysis.get("peak_n"))
+    if analysis.get("peak_throughput") is not None:
+        peak += f" at {num(analysis['peak_throughput'])} req/s"
+    extrapolated = analysis.get("peak_extrapolated")
+    return [
+        ("peak N* = sqrt((1 - σ) / κ) of the USL fit", peak),
+        (
+            "peak extrapolated",
+            {True: "yes: outside the measured N", False: "no"}.get(extrapolated, MISSING),
+        ),
+        ("linear up to (E CI ≥ 0.9)", num(analysis.get("linear_up_to"))),
+        ("weak fit", analysis.get("weak_fit") or "no"),
+    ]
+
+
+def meta(summary: Mapping) -> list[str]:
+    """The page's subtitle: what ran, where, how, when."""
+    load, plan = summary.get("load") or {}, summary.get("trial_plan") or {}
+    rate = f" at {load['rate_rps']:g} req/s" if load.get("rate_rps") else ""
+    out = [
+        f"scenario {summary.get('scenario')}",
+        f"runtime {summary.get('runtime')} ({summary.get('cpu_limits') or '?'})",
+    ]
+    if load:
+        out.append(f"load {load.get('model')}{rate}")
+    if plan:
+        out.append(f"{plan.get('trials')} trial(s) per N")
+    out.append(f"{summary.get('started_at')} to {summary.get('ended_at') or '?'}")
+    return out
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, separators=(", ", ": "), default=str)
+    return MISSING if value is None else str(value)
+
+
+def manifest_rows(manifest: Mapping) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(section, [(key, value)]) for the manifest table: nested values flattened."""
+    run = {k: manifest.get(k) for k in ("run_id", "command", "started_at", "ended_at", "status")}
+    git = manifest.get("git") or {}
+    run["git"] = f"{git.get('sha') or MISSING}{' (dirty)' if git.get('dirty') else ''}"
+    sections = [("run", run)]
+    sections += [(k, manifest.get(k) or {}) for k in ("versions", "host", "runtime", "config")]
+    return [(name, [(k, _flat(v)) for k, v in d.items()]) for name, d in sections]
+
+
+def reproduce_command(manifest: Mapping) -> str:
+    """`make bench` with every knob the run used, so the same measurement can be made."""
+    cfg = manifest.get("config") or {}
+    runtime = (manifest.get("runtime") or {}).get("name")
+    args = []
+    for key in REPRO_KNOBS:
+        value = runtime if key == "runtime" and runtime else cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        args.append(f"{key.upper()}={shlex.quote(str(value))}")
+    return " ".join(["make bench", *args])
+
+
+def machine_line(manifest: Mapping) -> str:
+    host, rt = manifest.get("host") or {}, manifest.get("runtime") or {}
+    versions = manifest.get("versions") or {}
+    git = manifest.get("git") or {}
+    sha = (git.get("sha") or "")[:12] + (" (dirty)" if git.get("dirty") else "")
+    return (
+        f"{host.get('cpu_model', '?')}, {host.get('cpu_count', '?')} CPUs, "
+        f"{host.get('memory_gib', '?')} GiB, kernel {host.get('kernel', '?')}; runtime "
+        f"{rt.get('name', '?')} ({rt.get('cpu_limits', '?')}); Python "
+        f"{versions.get('python', '?')}, locust {versions.get('locust', '?')}; "
+        f"git {sha or '?'}"
+    )
+
+
+def verdict(summary: Mapping) -> str:
+    analysis = summary.get("analysis")
+    if analysis and analysis.get("verdict"):
+        return analysis["verdict"]
+    if summary.get("analysis_error"):
+        return f"No verdict: the scaling fit failed ({summary['analysis_error']})."
+    n = len(summary.get("points") or [])
+    return f"No verdict: {n} N measured, a scaling fit needs at least 2."
+
+
+def headline(summary: Mapping) -> str:
+    return (
+        f"hscale run {summary.get('run_id')} ({summary.get('status')}): "
+        f"{summary.get('scenario')} on {summary.get('runtime')}"
+    )
+
+
+# -- documents ----------------------------------------------------------------------------
+def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -> str:
+    """report.md: verdict, table per N, model, how to reproduce, machine, figure links."""
+    lines = [f"### {headline(summary)}", "", verdict(summary), ""]
+    if summary.get("error"):
+        lines += [f"**{summary['status']}**: {summary['error']}", ""]
+    lines += [
+        "| N | trials | req/s, mean [95% CI] | E [95% CI] | p50 / p99 ms | bottleneck | valid |",
+        "|---:|---:|---|---|---|---|---|",
+    ]
+    for r in point_rows(summary):
+        e = r["efficiency"] + (" ⚠ E > 1" if r["superlinear"] else "")
+        lines.append(
+            f"| {r['n']} | {r['trials']} | {r['throughput']} | {e} | {r['latency']} | "
+            f"{r['bottleneck']} | {'yes' if r['valid'] else '**no**'} |"
+        )
+    lines += [
+        "",
+        model_line(summary.get("analysis"), summary.get("analysis_error")),
+        "",
+        f"Reproduce: `{reproduce_command(manifest)}`",
+        "",
+        f"Machine: {machine_line(manifest)}",
+        "",
+        "Figures: " + " · ".join(f"[{n}](figures/{n}.png)" for n in figure_names),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES, encoding="utf-8"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
+    """report.html: one page, every figure embedded."""
+    analysis = summary.get("analysis") or {}
+    return (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            title=headline(summary),
+            status=summary.get("status"),
+            error=summary.get("error"),
+            meta=meta(summary),
+            verdict=verdict(summary),
+            figures=[
+                {"name": name, "src": data_uri(png), "caption": CAPTIONS.get(name, name)}
+                for name, png in pngs.items()
+            ],
+            points=point_rows(summary),
+            validity=validity_rows(summary),
+            models=model_rows(analysis),
+            model_line=model_line(analysis, summary.get("analysis_error")),
+            retried=retried_rows(summary),
+            fit=fit_rows(analysis),
+            manifest=manifest_rows(manifest),
+            reproduce=reproduce_command(manifest),
+            machine=machine_line(manifest),
+        )
+    )
+
+
+# -- files --------------------------------------------------------------------------------
+def load_run(run_dir: Path) -> tuple[dict, dict, figures.Series]:
+    """summary.json, manifest.json ({} if missing) and each trial's per-second series.
+
+    Raises ValueError for a summary of another schema_version.
+    """
+    summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
+    if summary.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{run_dir}/summary.json: schema_version {summary.get('schema_version')} is not "
+            f"{SCHEMA_VERSION}"
+        )
+    mf = run_dir / "manifest.json"
+    manifest = json.loads(mf.read_text("utf-8")) if mf.is_file() else {}
+    series = {}
+    for t in summary.get("trials") or []:
+        # The raw tally first (the source); the copy in summary.json if it is gone.
+        tally = run_dir / t.get("raw", "") / "tally.json"
+        raw = json.loads(tally.read_text("utf-8")) if t.get("raw") and tally.is_file() else t
+        if raw.get("series"):
+            warmup = raw.get("warmup_s", t.get("warmup_s")) or 0.0
+            series[(t["replicas"], t["trial"])] = (raw["series"], warmup)
+    return summary, manifest, series
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write report.html, report.md, figures/ and throughput.png into run_dir; returns the
+    path of report.html. Earlier report files are replaced (they are derived data)."""
+    summary, manifest, series = load_run(run_dir)
+    pngs = plot.save_figures(figures.run_figures(summary, manifest, series), run_dir / "figures")
+    if "throughput" in pngs:  # `hscale plot` and older links expect it at the run's root
+        (run_dir / "throughput.png").write_bytes(pngs["throughput"])
+    _write(run_dir / "report.md", markdown(summary, manifest, list(pngs)))
+    out = run_dir / "report.html"
+    _write(out, html(summary, manifest, pngs))
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    """Via a temporary file and rename: a browser never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

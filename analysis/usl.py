@@ -1,0 +1,378 @@
+"""Universal Scalability Law fits of throughput X against replica count N.
+
+    X(N) = lambda * N / (1 + sigma * (N - 1) + kappa * N * (N - 1))
+
+Three nested models are fitted to every trial as one point (repeats at the same N give the
+fit its sense of noise): linear (sigma = kappa = 0), Amdahl (kappa = 0) and the full USL.
+lambda, the throughput of one replica, is fitted rather than divided out, so a noisy X(1)
+does not skew sigma and kappa (the R package `usl` fits the same scale, as "gamma").
+
+Bounded least squares keeps the parameters physical: lambda > 0, 0 <= sigma <= 1,
+0 <= kappa <= 1. Parameter CIs come from the covariance with a t quantile; where a
+parameter sits on a bound, or the covariance is singular, the covariance says nothing
+useful and a wild bootstrap over the points gives percentile intervals instead.
+
+The model the data supports is the simplest one unless a more complex one is clearly
+better: AICc lower by more than 2 and its extra parameter's CI excluding 0.
+
+The peak N* = sqrt((1 - sigma) / kappa) always comes from the USL fit, the only model with
+one; it is None when that fit's kappa is 0. When the supported model is not "usl" the peak
+is an extrapolation of a coherency cost the data cannot distinguish from 0, and callers
+should say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, stats
+
+MODELS = ("linear", "amdahl", "usl")
+FREE = {"linear": ("lambda",), "amdahl": ("lambda", "sigma"), "usl": ("lambda", "sigma", "kappa")}
+# The parameter whose CI must exclude 0 for a model to beat the simpler one.
+EXTRA = {"amdahl": "sigma", "usl": "kappa"}
+UPPER = {"lambda": np.inf, "sigma": 1.0, "kappa": 1.0}
+# Closer than this to 0 counts as on the bound: kappa = 1e-9 would put N* beyond 30,000.
+ON_BOUND = 1e-9
+AICC_MARGIN = 2.0
+MIN_DISTINCT_N = 6  # GUIDE section 3: with fewer, sigma and kappa are poorly determined
+# 200 refits of <= 3 parameters stay well under 2 s for 20 points; percentile bounds from
+# 200 draws move by a few percent of the interval width between seeds, ample for a verdict.
+BOOT_DRAWS = 200
+SEED = 0
+
+
+def throughput(
+    n: np.ndarray | Sequence[float], lam: float, sigma: float = 0.0, kappa: float = 0.0
+) -> np.ndarray:
+    """X(N) of the USL (Amdahl with kappa = 0, linear with sigma = kappa = 0)."""
+    n = np.asarray(n, dtype=float)
+    return lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
+
+
+def _gradient(n: np.ndarray, p: dict[str, float], names: Sequence[str]) -> np.ndarray:
+    """dX/d(free parameters), one row per N: used for the Jacobian and the delta method."""
+    d = 1.0 + p["sigma"] * (n - 1.0) + p["kappa"] * n * (n - 1.0)
+    cols = {
+        "lambda": n / d,
+        "sigma": -p["lambda"] * n * (n - 1.0) / d**2,
+        "kappa": -p["lambda"] * n**2 * (n - 1.0) / d**2,
+    }
+    return np.column_stack([cols[k] for k in names])
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    name: str
+    params: dict[str, float]  # lambda, sigma, kappa; 0.0 for those the model fixes
+    # Standard errors from the covariance, also at a bound (R's usl reports them there
+    # too); None where the covariance is singular or the model fixes the parameter.
+    se: dict[str, float | None]
+    ci: dict[str, tuple[float, float] | None]  # fitted parameters only
+    # "t" (covariance), "bootstrap" (a parameter on a bound or a singular covariance), or
+    # None: no residual dof, or fewer distinct N than parameters (not identifiable).
+    ci_method: str | None
+    r_squared: float | None
+    sse: float
+    aicc: float | None
+    dof: int
+    cov: np.ndarray | None = field(default=None, repr=False)  # of the free parameters
+    draws: np.ndarray | None = field(default=None, repr=False)  # bootstrap (B, free)
+
+    @property
+    def free(self) -> tuple[str, ...]:
+        return FREE[self.name]
+
+
+@dataclass(frozen=True)
+class UslFit:
+    models: dict[str, ModelFit]
+    model: str  # the one the data supports
+    n_points: int
+    distinct_n: int
+    n_min: int
+    n_max: int
+    peak_n: float | None
+    peak_throughput: float | None
+    peak_extrapolated: bool | None
+    weak_fit: str | None
+    confidence: float
+
+    @property
+    def chosen(self) -> ModelFit:
+        return self.models[self.model]
+
+
+def _params(name: str, values: Sequence[float]) -> dict[str, float]:
+    p = {"lambda": 0.0, "sigma": 0.0, "kappa": 0.0}
+    p.update(zip(FREE[name], (float(v) for v in values), strict=True))
+    return p
+
+
+def _least_squares(
+    name: str,
+    n: np.ndarray,
+    x: np.ndarray,
+    starts: Sequence[Sequence[float]],
+    tol: float = 1e-14,
+) -> optimize.OptimizeResult:
+    """Best of a few bounded trust-region fits (the USL surface can have shallow valleys)."""
+    names = FREE[name]
+    upper = [UPPER[k] for k in names]
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        return throughput(n, **_kw(_params(name, v))) - x
+
+    def jac(v: np.ndarray) -> np.ndarray:
+        return _gradient(n, _params(name, v), names)
+
+    best = None
+    for start in starts:
+        x0 = np.clip(np.asarray(start[: len(names)], dtype=float), 0.0, upper)
+        res = optimize.least_squares(
+            residuals,
+            x0,
+            jac=jac,
+            bounds=([0.0] * len(names), upper),
+            method="trf",
+            x_scale="jac",  # lambda ~ 1e3 and kappa ~ 1e-4 in one problem
+            ftol=tol,
+            xtol=tol,
+            gtol=tol,
+            max_nfev=2000,
+        )
+        if best is None or res.cost < best.cost:
+            best = res
+    return best
+
+
+def _kw(p: dict[str, float]) -> dict[str, float]:
+    return {"lam": p["lambda"], "sigma": p["sigma"], "kappa": p["kappa"]}
+
+
+def _on_bound(name: str, values: np.ndarray) -> np.ndarray:
+    names = FREE[name]
+    return np.array(
+        [
+            v <= ON_BOUND * (k != "lambda") or v >= UPPER[k] - ON_BOUND
+            for k, v in zip(names, values, strict=True)
+        ]
+    )
+
+
+def _covariance(jac: np.ndarray, sse: float, dof: int) -> np.ndarray | None:
+    """s^2 (J'J)^-1, or None when J is rank-deficient or there is no residual dof."""
+    if dof <= 0:
+        return None
+    _, s, vt = np.linalg.svd(jac, full_matrices=False)
+    if s.size == 0 or s[-1] <= s[0] * 1e-10:
+        return None
+    return (sse / dof) * (vt.T / s**2) @ vt
+
+
+def _aicc(sse: float, m: int, k: int, scale: float) -> float | None:
+    """AICc for Gaussian least squares; K counts the noise variance as a parameter."""
+    big_k = k + 1
+    if m - big_k - 1 <= 0:
+        return None
+    # An exact fit has SSE 0 and log(0) = -inf; flooring at a relative 1e-9 residual
+    # keeps AICc finite and makes two exact fits compare equal.
+    floor = m * (1e-9 * scale) ** 2
+    return float(
+        m * np.log(max(sse, floor) / m) + 2 * big_k + 2 * big_k * (big_k + 1) / (m - big_k - 1)
+    )
+
+
+def _fit_model(name: str, n: np.ndarray, x: np.ndarray, confidence: float) -> ModelFit:
+    lam0 = _lambda_start(n, x)
+    kappa_scale = 1.0 / max(float(n.max()), 2.0) ** 2
+    starts = [
+        (lam0, s0, k0) for s0 in (0.02, 0.3) for k0 in (1e-3 * kappa_scale, 0.1 * kappa_scale)
+    ]
+    if name != "usl":  # kappa does not vary: drop duplicate starts
+        starts = list(dict.fromkeys(tuple(s[: len(FREE[name])]) for s in starts))
+    res = _least_squares(name, n, x, starts)
+    names = FREE[name]
+    values = np.array(res.x, dtype=float)
+    bound = _on_bound(name, values) | (np.asarray(res.active_mask) != 0)
+    values = np.where(bound & (values < 0.5), 0.0, values)  # snap to the bound it sits on
+    p = _params(name, values)
+    fitted = throughput(n, **_kw(p))
+    resid = x - fitted
+    sse = float(resid @ resid)
+    m, k = len(x), len(names)
+    dof = m - k
+    # Fewer distinct N than parameters: a whole curve of parameter values fits equally
+    # well, so no CI (or AICc, which would let the model be chosen) means anything.
+    identifiable = np.unique(n).size >= k
+    cov = _covariance(_gradient(n, p, names), sse, dof) if identifiable else None
+    se: dict[str, float | None] = {key: None for key in ("lambda", "sigma", "kappa")}
+    if cov is not None:
+        se.update({key: float(np.sqrt(max(cov[i, i], 0.0))) for i, key in enumerate(names)})
+    ci: dict[str, tuple[float, float] | None] = {key: None for key in names}
+    draws = None
+    method: str | None = None
+    if dof > 0 and cov is not None and not bound.any():
+        t = float(stats.t.ppf(0.5 + confidence / 2, dof))
+        for key in names:
+            lo, hi = p[key] - t * se[key], p[key] + t * se[key]
+            ci[key] = (max(lo, 0.0), min(hi, UPPER[key]))  # the parameter space is bounded
+        method = "t"
+    elif dof > 0 and identifiable:
+        draws = _bootstrap(name, n, fitted, resid, values, dof)
+        tail = 100 * (1 - confidence) / 2
+        for i, key in enumerate(names):
+            lo, hi = np.percentile(draws[:, i], [tail, 100 - tail])
+            ci[key] = (float(lo), float(hi))
+        method = "bootstrap"
+    sst = float(np.sum((x - x.mean()) ** 2))
+    return ModelFit(
+        name=name,
+        params=p,
+        se=se,
+        ci=ci,
+        ci_method=method,
+        r_squared=None if sst == 0 else 1.0 - sse / sst,
+        sse=sse,
+        aicc=_aicc(sse, m, k, float(np.mean(np.abs(x)))) if identifiable else None,
+        dof=dof,
+        cov=cov,
+        draws=draws,
+    )
+
+
+def _lambda_start(n: np.ndarray, x: np.ndarray) -> float:
+    """Per-replica throughput at the smallest N: lambda exactly when that N is 1."""
+    first = n == n.min()
+    lam0 = float(np.mean(x[first]) / n.min())
+    return lam0 if lam0 > 0 else float(np.max(x / n))
+
+
+def _bootstrap(
+    name: str, n: np.ndarray, fitted: np.ndarray, resid: np.ndarray, start: np.ndarray, dof: int
+) -> np.ndarray:
+    """Parameter draws from a wild bootstrap: y* = fit + r_i * (+-1).
+
+    Each residual stays at its own N, so noise that grows with throughput is kept where
+    it was, and no N drops out of a resample (case resampling could leave too few
+    distinct N to fit). Residuals are inflated by sqrt(m / dof) for the fitted parameters.
+    """
+    rng = np.random.default_rng(SEED)
+    scaled = resid * np.sqrt(len(resid) / dof)
+    out = np.empty((BOOT_DRAWS, len(FREE[name])))
+    for b in range(BOOT_DRAWS):
+        y = fitted + scaled * rng.choice((-1.0, 1.0), size=len(resid))
+        out[b] = _least_squares(name, n, y, [start], tol=1e-8).x  # percentiles need less
+    shape = np.array([k != "lambda" for k in FREE[name]])
+    return np.where(shape & (out <= ON_BOUND), 0.0, out)  # trf stops a hair inside bounds
+
+
+def fit(n: Sequence[float], x: Sequence[float], confidence: float = 0.95) -> UslFit:
+    """Fit linear, Amdahl and USL models to (N, throughput) points, one per trial."""
+    n_arr, x_arr = np.asarray(n, dtype=float), np.asarray(x, dtype=float)
+    if n_arr.shape != x_arr.shape or n_arr.ndim != 1:
+        raise ValueError("n and x must be 1-d sequences of the same length")
+    if n_arr.size == 0 or np.any(n_arr < 1) or np.any(x_arr < 0):
+        raise ValueError("need N >= 1 and throughput >= 0 for every point")
+    distinct = int(np.unique(n_arr).size)
+    if distinct < 2:
+        raise ValueError(f"need at least 2 distinct N to fit a scaling model, got {distinct}")
+    if np.max(x_arr) <= 0:
+        raise ValueError("every throughput is 0: nothing to fit")
+    models = {name: _fit_model(name, n_arr, x_arr, confidence) for name in MODELS}
+    chosen = _select(models)
+    usl = models["usl"]
+    peak_n = peak_x = extrapolated = None
+    if usl.params["kappa"] > 0 and distinct >= len(FREE["usl"]):
+        peak_n = float(np.sqrt((1.0 - usl.params["sigma"]) / usl.params["kappa"]))
+        peak_x = float(throughput([peak_n], **_kw(usl.params))[0])
+        extrapolated = not (n_arr.min() <= peak_n <= n_arr.max())
+    return UslFit(
+        models=models,
+        model=chosen,
+        n_points=int(n_arr.size),
+        distinct_n=distinct,
+        n_min=int(n_arr.min()),
+        n_max=int(n_arr.max()),
+        peak_n=peak_n,
+        peak_throughput=peak_x,
+        peak_extrapolated=extrapolated,
+        weak_fit=_weak(distinct, int(n_arr.size)),
+        confidence=confidence,
+    )
+
+
+def _select(models: dict[str, ModelFit]) -> str:
+    """Simplest model unless a richer one is clearly better (AICc - 2, extra CI > 0)."""
+    best = "linear"
+    for name in ("amdahl", "usl"):
+        cand, cur = models[name], models[best]
+        extra_ci = cand.ci.get(EXTRA[name])
+        if (
+            cand.aicc is not None
+            and cur.aicc is not None
+            and cand.aicc < cur.aicc - AICC_MARGIN
+            and extra_ci is not None
+            and extra_ci[0] > ON_BOUND
+        ):
+            best = name
+    return best
+
+
+def _weak(distinct: int, points: int) -> str | None:
+    reasons = []
+    if distinct < MIN_DISTINCT_N:
+        reasons.append(
+            f"only {distinct} distinct N (fewer than {MIN_DISTINCT_N}): sigma and kappa are "
+            "poorly determined"
+        )
+    if distinct < len(FREE["usl"]):
+        reasons.append(f"the USL's {len(FREE['usl'])} parameters need at least 3 distinct N")
+    if points < len(FREE["usl"]) + 1:
+        reasons.append(f"only {points} points for {len(FREE['usl'])} USL parameters")
+    return "; ".join(reasons) or None
+
+
+def predict(
+    result: UslFit, ns: Sequence[float] | np.ndarray, model: str | None = None
+) -> np.ndarray:
+    """The fitted curve of the chosen model (or `model`) at each N in ns."""
+    mf = result.models[model or result.model]
+    return throughput(ns, **_kw(mf.params))
+
+
+def band(
+    result: UslFit,
+    ns: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    model: str | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Confidence band of the fitted curve (not a prediction band for new trials).
+
+    From the bootstrap draws when the fit was bootstrapped, else by the delta method on
+    the covariance with a t quantile. None when the fit has no residual degrees of freedom.
+    """
+    mf = result.models[model or result.model]
+    ns_arr = np.asarray(ns, dtype=float)
+    tail = 100 * (1 - confidence) / 2
+    if mf.draws is not None:
+        curves = np.array([throughput(ns_arr, **_kw(_params(mf.name, d))) for d in mf.draws])
+        lo, hi = np.percentile(curves, [tail, 100 - tail], axis=0)
+        return lo, hi
+    if mf.cov is None:
+        return None
+    g = _gradient(ns_arr, mf.params, mf.free)
+    half = float(stats.t.ppf(0.5 + confidence / 2, mf.dof)) * np.sqrt(
+        np.einsum("ij,jk,ik->i", g, mf.cov, g)
+    )
+    centre = throughput(ns_arr, **_kw(mf.params))
+    return centre - half, centre + half
+
+
+def karp_flatt(speedup: float, n: float) -> float | None:
+    """Experimentally determined serial fraction e = (1/S - 1/N) / (1 - 1/N)."""
+    if n <= 1 or speedup <= 0:
+        return None
+    return (1.0 / speedup - 1.0 / n) / (1.0 - 1.0 / n)

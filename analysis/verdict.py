@@ -1,0 +1,212 @@
+"""One paragraph saying how throughput scales, judged on confidence bounds, not estimates.
+
+Every claim names the interval it rests on, so a reader can see how sure it is: linear
+scaling only where efficiency's lower 95% bound clears LINEAR_EFFICIENCY, contention or
+coherency only when the analysis chose a model whose extra parameter's CI excludes 0.
+Works on an Analysis dict (see analyze.py) and, optionally, the Point objects of a
+summary.json; every field of a point may be missing (CSV input has no points at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analysis.scaling import SUPERLINEAR
+from analysis.usl import AICC_MARGIN
+
+LINEAR_EFFICIENCY = 0.9
+BUDGETED_KINDS = ("replica", "loadgen")  # others are judged against one core
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "" if ci is None else f" [{_g(ci[0])}, {_g(ci[1])}]"
+
+
+def _ns(ns: Sequence[int | str]) -> str:
+    return ", ".join(str(n) for n in ns)
+
+
+def _linear_part(analysis: dict) -> str:
+    eff = analysis.get("efficiency") or {}
+    eff_ci = analysis.get("efficiency_ci") or {}
+    ns = sorted(int(n) for n in eff)
+    k = analysis.get("linear_up_to")
+    if k is not None and eff_ci.get(str(k)):
+        lo = eff_ci[str(k)][0]
+        return (
+            f"Throughput scales linearly up to N = {k} (efficiency >= {LINEAR_EFFICIENCY} "
+            f"with 95% confidence: lower CI bound {lo:.2f} at N = {k})."
+        )
+    if len(ns) < 2:
+        return "There is too little data to judge linear scaling."
+    n2 = ns[1]
+    e, ci = eff.get(str(n2)), eff_ci.get(str(n2))
+    if e is None:
+        return f"Efficiency at N = {n2} could not be computed (baseline throughput is 0)."
+    if ci is None:
+        return (
+            f"Linear scaling cannot be confirmed: E({n2}) = {e:.2f} has no confidence interval "
+            "(fewer than 2 trials per N)."
+        )
+    return (
+        f"Linear scaling is not established even to N = {n2}: efficiency {e:.2f} "
+        f"[{ci[0]:.2f}, {ci[1]:.2f}] has its lower 95% bound below {LINEAR_EFFICIENCY}."
+    )
+
+
+def _model_part(analysis: dict) -> str:
+    models = analysis.get("models") or {}
+    model = analysis.get("model")
+    k = analysis.get("linear_up_to")
+    n_max = max((int(n) for n in analysis.get("efficiency") or {}), default=None)
+    if k is None:
+        lead = "It is"
+    elif k == n_max:  # linear over everything measured: the limit lies beyond it
+        lead = "Beyond the measured N it would be"
+    else:
+        lead = "Beyond that it is"
+    chosen = models.get(model) or {}
+    params, ci = chosen.get("params") or {}, chosen.get("ci") or {}
+    if model == "amdahl":
+        s, lam = params.get("sigma", 0.0), params.get("lambda", 0.0)
+        cap = f", which caps throughput at lambda/sigma = {lam / s:,.0f}" if s > 0 else ""
+        return (
+            f"{lead} contention-bound (Amdahl: sigma = {_g(s)}{_ci(ci.get('sigma'))}, "
+            f"lambda = {_g(lam)}{_ci(ci.get('lambda'))} per replica){cap}."
+        )
+    if model == "usl":
+        text = (
+            f"{lead} coherency-bound (USL: sigma = {_g(params.get('sigma', 0.0))}"
+            f"{_ci(ci.get('sigma'))}, kappa = {_g(params.get('kappa', 0.0))}"
+            f"{_ci(ci.get('kappa'))})"
+        )
+        if analysis.get("peak_n") is not None:
+            where = "extrapolated" if analysis.get("peak_extrapolated") else "within the measured N"
+            text += (
+                f" with a peak at N* = {analysis['peak_n']:.1f} ({where}) of "
+                f"{analysis.get('peak_throughput') or 0:,.0f}; beyond N* more replicas lower "
+                "throughput"
+            )
+        return text + "."
+    if model == "linear":
+        lam = params.get("lambda", 0.0)
+        fitted = f"lambda = {_g(lam)}{_ci(ci.get('lambda'))} per replica"
+        if _clearly_sublinear(analysis):
+            # Linear won only because nothing richer cleared AICc - 2 and a CI off 0.
+            return (
+                "Scaling is measurably sublinear, yet neither the Amdahl nor the USL fit is "
+                "clearly better than a straight line "
+                f"({fitted}) with this few points, so the data cannot say whether "
+                "contention or coherency limits it: measure more N or more trials."
+            )
+        return (
+            f"The linear model describes the data best ({fitted}): no contention or "
+            "coherency cost is distinguishable from 0."
+        )
+    return ""
+
+
+def _clearly_sublinear(analysis: dict) -> bool:
+    """Some efficiency is below LINEAR_EFFICIENCY with confidence, or Amdahl's sigma > 0."""
+    upper = [ci[1] for ci in (analysis.get("efficiency_ci") or {}).values() if ci]
+    amdahl = (analysis.get("models") or {}).get("amdahl") or {}
+    sigma_ci = (amdahl.get("ci") or {}).get("sigma")
+    return any(u < LINEAR_EFFICIENCY for u in upper) or bool(sigma_ci and sigma_ci[0] > 0)
+
+
+def _peak_caveat(analysis: dict) -> str:
+    """The USL fit's peak when the chosen model has none: say why it is only tentative."""
+    model = analysis.get("model")
+    if model == "usl" or analysis.get("peak_n") is None:
+        return ""
+    models = analysis.get("models") or {}
+    usl = models.get("usl") or {}
+    kappa = (usl.get("params") or {}).get("kappa")
+    kappa_ci = (usl.get("ci") or {}).get("kappa")
+    usl_aicc, chosen_aicc = usl.get("aicc"), (models.get(model) or {}).get("aicc")
+    if kappa_ci is None or kappa_ci[0] <= 0 or usl_aicc is None or chosen_aicc is None:
+        shown = "" if kappa is None else f" ({_g(kappa)}{_ci(kappa_ci)})"
+        why = f"its kappa{shown} is not distinguishable from 0"
+    else:
+        why = (
+            f"it is not clearly better than the {model} model (AICc {usl_aicc:.1f} vs "
+            f"{chosen_aicc:.1f}; it must be lower by more than {AICC_MARGIN:g})"
+        )
+    return (
+        f"The full USL fit puts a peak at N* = {analysis['peak_n']:.1f}, but {why}, so that "
+        "peak is tentative."
+    )
+
+
+def _superlinear_part(analysis: dict) -> str:
+    eff = analysis.get("efficiency") or {}
+    eff_ci = analysis.get("efficiency_ci") or {}
+    high = [(int(n), e) for n, e in eff.items() if e is not None and e > SUPERLINEAR]
+    if not high:
+        return ""
+    listed = "; ".join(f"N = {n}: {e:.2f}{_ci(eff_ci.get(str(n)))}" for n, e in sorted(high))
+    return (
+        f"Efficiency above {SUPERLINEAR} ({listed}) is suspicious: more likely the smaller N "
+        "was under-loaded or unevenly throttled than real superlinearity; check per-replica "
+        "CPU before trusting the curve."
+    )
+
+
+def _bottleneck_part(analysis: dict, points: Sequence[dict] | None) -> str:
+    found: dict[int, dict] = {}
+    for p in points or []:
+        b = p.get("bottleneck")
+        if "replicas" in p and isinstance(b, dict) and b.get("component"):
+            found[int(p["replicas"])] = b
+    if not found:  # no points: component names only, if the analysis has them
+        found = {int(n): {"component": c} for n, c in (analysis.get("bottlenecks") or {}).items()}
+    if not found:
+        return ""
+    top = max(found)
+    b = found[top]
+    util = b.get("util_of_budget")
+    of = "its CPU budget" if b.get("kind") in BUDGETED_KINDS else "one core"
+    at = f" at {util:.0%} of {of}" if isinstance(util, int | float) else ""
+    text = f"The bottleneck at N = {top} is {b['component']}{at}"
+    others: dict[str, list[int]] = {}
+    for n, other in sorted(found.items()):
+        if n != top and other["component"] != b["component"]:
+            others.setdefault(other["component"], []).append(n)
+    if others:
+        text += " (" + "; ".join(f"at N = {_ns(ns)}: {c}" for c, ns in others.items()) + ")"
+    return text + "."
+
+
+def _invalid_part(analysis: dict, points: Sequence[dict] | None) -> str:
+    invalid = dict(analysis.get("invalid") or {})
+    for p in points or []:
+        if "replicas" in p and p.get("valid") is False:
+            invalid.setdefault(str(p["replicas"]), list(p.get("notes") or []))
+    if not invalid:
+        return ""
+    ns = sorted(invalid, key=int)
+    reasons = "; ".join(f"N = {n}: {', '.join(invalid[n]) or 'no reason recorded'}" for n in ns)
+    word = "Point" if len(ns) == 1 else "Points"
+    verb = "is" if len(ns) == 1 else "are"
+    fit_on = analysis.get("fit_on") or ""
+    fit = "excluded from the fit" if fit_on.startswith("the ") else "included in the fit"
+    return f"{word} N = {_ns(ns)} {verb} invalid, {fit} ({reasons})."
+
+
+def verdict(analysis: dict, points: list[dict] | None = None) -> str:
+    """One paragraph: linear range, what limits scaling, bottleneck, caveats."""
+    parts = [
+        _linear_part(analysis),
+        _model_part(analysis),
+        _peak_caveat(analysis),
+        _superlinear_part(analysis),
+        _bottleneck_part(analysis, points),
+        _invalid_part(analysis, points),
+    ]
+    if analysis.get("weak_fit"):
+        parts.append(f"The fit is weak: {analysis['weak_fit']}.")
+    return " ".join(p for p in parts if p)
