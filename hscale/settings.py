@@ -18,6 +18,7 @@ from hscale import paths
 
 RUNTIMES = ("auto", "local", "docker", "swarm")
 LOAD_MODELS = ("closed", "rate")
+STORES = ("redis", "memcached", "postgres", "memory")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -138,6 +139,13 @@ KNOBS: tuple[Knob, ...] = (
         "load scenario: a loadtests/scenario_<name>.py",
     ),
     Knob(
+        "STORE",
+        "redis",
+        _choice("STORE", lambda: STORES),
+        "the shared data store: redis, memcached, postgres, or memory (a dict in each "
+        "process, not shared: fast and wrong, the anti-pattern)",
+    ),
+    Knob(
         "TRIALS",
         "3",
         _int("TRIALS", 1, 100),
@@ -230,7 +238,9 @@ KNOBS: tuple[Knob, ...] = (
         _int("APP_PORT", 1, 65535),
         "first replica port; replica i listens on APP_PORT + i - 1",
     ),
-    Knob("STORE_PORT", "6390", _int("STORE_PORT", 1, 65535), "Redis port on 127.0.0.1"),
+    Knob(
+        "STORE_PORT", "6390", _int("STORE_PORT", 1, 65535), "local: the store's port on 127.0.0.1"
+    ),
     Knob("RESULTS", str(paths.RESULTS_DIR), _text, "directory that receives results/<run-id>/"),
 )
 
@@ -239,6 +249,7 @@ KNOBS: tuple[Knob, ...] = (
 class Settings:
     sweep: tuple[int, ...]
     scenario: str
+    store: str
     trials: int
     ci_target: float
     max_trials: int
@@ -318,6 +329,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
     return Settings(
         sweep=sweep,
         scenario=parsed["SCENARIO"],
+        store=parsed["STORE"],
         trials=parsed["TRIALS"],
         ci_target=parsed["CI_TARGET"],
         max_trials=parsed["MAX_TRIALS"],

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+from hscale.runtimes import base
 from hscale.runtimes.base import Runtime
-from hscale.settings import Settings
+from hscale.settings import Settings, UsageError
 
 
 def resolve(name: str) -> str:
@@ -17,6 +18,11 @@ def resolve(name: str) -> str:
 
 def create(settings: Settings, run_id: str, workdir: Path) -> Runtime:
     name = resolve(settings.runtime)
+    if settings.store not in base.SUPPORTED_STORES.get(name, ()):
+        raise UsageError(
+            f"STORE={settings.store} is not available on the {name} runtime yet "
+            f"(available: {', '.join(base.SUPPORTED_STORES.get(name, ()))})"
+        )
     if name == "swarm":
         from hscale.runtimes.swarm import SwarmRuntime
 

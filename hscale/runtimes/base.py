@@ -8,6 +8,13 @@ from typing import Any
 
 from hscale.cgroups import CpuCounters
 
+# The data stores each runtime can start (settings.STORES lists them all).
+SUPPORTED_STORES: dict[str, tuple[str, ...]] = {
+    "local": ("redis",),
+    "docker": ("redis",),
+    "swarm": ("redis",),
+}
+
 
 @dataclass(frozen=True)
 class Component:
