@@ -53,16 +53,19 @@ def _seconds(name: str, lo: float) -> Callable[[str], float]:
     return parse
 
 
-def _cpus(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < MIN_REPLICA_CPUS:
-        raise UsageError(
-            f"REPLICA_CPUS must be a number of CPUs >= {MIN_REPLICA_CPUS}, got {raw!r}"
-        )
-    return value
+def _number(name: str, what: str, lo: float) -> Callable[[str], float]:
+    """A finite number, at least lo."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < lo:
+            raise UsageError(f"{name} must be a number of {what} >= {lo:g}, got {raw!r}")
+        return value
+
+    return parse
 
 
 def _sweep(raw: str) -> tuple[int, ...]:
@@ -97,16 +100,6 @@ def _fraction(name: str) -> Callable[[str], float]:
         return value
 
     return parse
-
-
-def _rate(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"RATE must be a number of requests per second > 0, got {raw!r}")
-    return value
 
 
 def _memory(raw: str) -> str:
@@ -166,7 +159,13 @@ KNOBS: tuple[Knob, ...] = (
         "closed: fixed users, no think time (finds the maximum throughput); rate: open loop "
         "at a fixed arrival rate RATE, latency timed from the intended send time",
     ),
-    Knob("RATE", None, _rate, "offered requests per second with LOAD=rate", "required"),
+    Knob(
+        "RATE",
+        None,
+        _number("RATE", "requests per second", 0.1),
+        "offered requests per second with LOAD=rate",
+        "required",
+    ),
     Knob("DURATION", "20", _seconds("DURATION", 1), "measured seconds per point"),
     Knob("WARMUP", "5", _seconds("WARMUP", 0), "warm-up seconds per point, discarded"),
     Knob(
@@ -191,7 +190,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "REPLICA_CPUS",
         None,
-        _cpus,
+        _number("REPLICA_CPUS", "CPUs", MIN_REPLICA_CPUS),
         "CPU budget of each replica (cgroup quota)",
         f"(host CPUs - {RESERVED_CPUS:g}) / largest N",
     ),

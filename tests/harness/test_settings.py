@@ -316,3 +316,46 @@ def test_workers_follow_the_replica_budget_unless_set(cpus, workers):
     assert load_ok(host_cpus=8, REPLICA_CPUS=cpus).workers == workers
     assert load_ok(host_cpus=8, REPLICA_CPUS=cpus, WORKERS="5").workers == 5
     assert "WORKERS" in usage_error(WORKERS="0")
+
+
+# -- trials, load model, store -------------------------------------------------------------
+
+
+def test_trial_and_load_defaults():
+    s = settings.load({})
+    assert (s.trials, s.ci_target, s.max_trials) == (3, 0.0, 10)
+    assert (s.load, s.rate, s.store) == ("closed", None, "redis")
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("0", 0.0), ("0.05", 0.05), ("5%", 0.05), ("12.5%", 0.125)]
+)
+def test_ci_target_accepts_fractions_and_percentages(raw, value):
+    assert settings.load({"CI_TARGET": raw}).ci_target == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"TRIALS": "0"},
+        {"TRIALS": "x"},
+        {"CI_TARGET": "1"},
+        {"CI_TARGET": "150%"},
+        {"CI_TARGET": "-0.1"},
+        {"TRIALS": "5", "MAX_TRIALS": "4"},
+        {"LOAD": "open"},
+        {"LOAD": "rate"},  # RATE missing
+        {"LOAD": "rate", "RATE": "0"},
+        {"LOAD": "rate", "RATE": "nan"},
+        {"RATE": "100"},  # RATE without LOAD=rate
+        {"STORE": "mongodb"},
+    ],
+)
+def test_bad_trial_load_and_store_knobs_are_usage_errors(over):
+    with pytest.raises(settings.UsageError):
+        settings.load(over)
+
+
+def test_open_loop_rate():
+    s = settings.load({"LOAD": "rate", "RATE": "250.5"})
+    assert s.load == "rate" and s.rate == 250.5
