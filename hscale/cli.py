@@ -96,6 +96,20 @@ def knob_values(args: argparse.Namespace) -> dict[str, str | None]:
     return values
 
 
+def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
+    """LOADGEN_CPUS is a cgroup quota on Locust running on this host."""
+    from hscale import cgroups
+
+    mode, reason = cgroups.detect()
+    if mode == "none":
+        raise settings.UsageError(f"LOADGEN_CPUS needs a cgroup CPU quota: {reason}")
+    if runtime.loadgen_launcher() is not None:
+        raise settings.UsageError(
+            f"LOADGEN_CPUS caps Locust on this host, but the {runtime.name} runtime runs it "
+            "in containers with LOADGEN_WORKERS; leave one of them unset"
+        )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from hscale.sweep import OVERHEAD_S, run_sweep
@@ -105,6 +119,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run_id = new_run_id(s.scenario)
     runtime = runtimes.create(s, run_id, root / run_id / "runtime")
     try:
+        if s.loadgen_cpus:
+            _check_loadgen_cap(runtime)
         runtime.preflight()  # usage errors (busy port, missing binary) before anything starts
     except BaseException:
         runtime.stop()  # nothing started, but the runtime made its temporary directory

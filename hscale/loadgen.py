@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hscale import paths
-from hscale.cgroups import CpuCounters
+from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.procs import ManagedProcess, child_env, tree_cpu_seconds
 from hscale.settings import LOAD_MODELS
 
@@ -102,11 +102,13 @@ def run_point(
     counters: Callable[[], dict[str, CpuCounters]],
     tick: Callable[[str], None] = lambda phase: None,
     launcher: Launcher | None = None,
+    group: CpuGroup | None = None,
 ) -> LoadRun:
     """Run Locust; read the stack's CPU counters when measurement starts and ends.
 
-    Without a launcher Locust runs on this host and its CPU is read from its process
-    tree; a runtime that launches it elsewhere reports "loadgen" in its own counters.
+    Without a launcher Locust runs on this host, inside `group` (a CPU quota) when given,
+    and its CPU is read from the group or its process tree; a runtime that launches it
+    elsewhere reports "loadgen" in its own counters.
     """
     out.mkdir(parents=True, exist_ok=True)
     tally_file, phase_file = out / "tally.json", out / "phase.json"
@@ -121,6 +123,8 @@ def run_point(
         **({"HSCALE_RATE": str(plan.rate)} if plan.load == "rate" else {}),
     }
     argv, env = launcher(plan, out, hscale_env) if launcher else (host_argv(plan, out), {})
+    if group is not None and launcher is None:
+        argv = group.wrap(argv)
     proc = ManagedProcess(
         "locust",
         argv,
@@ -131,15 +135,19 @@ def run_point(
     run = LoadRun(tally={}, exit_code=-1)
     deadline = time.monotonic() + plan.seconds + 90
     phase = "warmup"
+
+    def own_cpu() -> CpuCounters:
+        return group.counters() if group is not None else CpuCounters(tree_cpu_seconds(proc))
+
     try:
         while proc.alive():
             if time.monotonic() > deadline:
                 raise LoadError(f"Locust did not finish in time; see {out / 'locust.log'}")
             new = _phase(phase_file)
             if new == "measure" and phase == "warmup":
-                run.counters_start = {"loadgen": _cpu(proc), **counters()}
+                run.counters_start = {"loadgen": own_cpu(), **counters()}
             elif new == "done" and phase == "measure":
-                run.counters_end = {"loadgen": _cpu(proc), **counters()}
+                run.counters_end = {"loadgen": own_cpu(), **counters()}
             phase = new or phase
             tick(phase)
             time.sleep(0.05)
@@ -162,7 +170,3 @@ def _phase(path: Path) -> str | None:
         return json.loads(path.read_text())["phase"]
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _cpu(proc: ManagedProcess) -> CpuCounters:
-    return CpuCounters(cpu_s=tree_cpu_seconds(proc))

@@ -188,6 +188,14 @@ KNOBS: tuple[Knob, ...] = (
         "0: one Locust process; k: a Locust master and k worker processes, merged exactly",
     ),
     Knob(
+        "LOADGEN_CPUS",
+        None,
+        _number("LOADGEN_CPUS", "CPUs", MIN_REPLICA_CPUS),
+        "CPU quota (cgroup) of the load generator on this host, all its processes together; "
+        "unset: no quota, one core per Locust process",
+        "no quota",
+    ),
+    Knob(
         "REPLICA_CPUS",
         None,
         _number("REPLICA_CPUS", "CPUs", MIN_REPLICA_CPUS),
@@ -259,6 +267,7 @@ class Settings:
     users: int | None
     users_per_replica: int
     loadgen_workers: int
+    loadgen_cpus: float | None
     replica_cpus: float
     replica_cpus_source: str
     runtime: str
@@ -339,6 +348,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         users=parsed["USERS"],
         users_per_replica=parsed["USERS_PER_REPLICA"],
         loadgen_workers=parsed["LOADGEN_WORKERS"],
+        loadgen_cpus=parsed["LOADGEN_CPUS"],
         replica_cpus=replica_cpus,
         replica_cpus_source=source,
         runtime=parsed["RUNTIME"],

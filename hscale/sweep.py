@@ -11,9 +11,9 @@ from pathlib import Path
 import psutil
 
 from analysis import aggregate, components, latency, validity
-from hscale import loadgen, procs, sysinfo
+from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
-from hscale.cgroups import CpuCounters
+from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.results import SCHEMA_VERSION, RunDir, now_iso
 from hscale.runtimes.base import Runtime
 from hscale.settings import RESERVED_CPUS, Settings
@@ -69,8 +69,9 @@ def make_trial(
     tally = run.tally
     seconds = tally["duration_s"]
     comps = runtime.components()
-    # One core per Locust process that generates load (the master of workers only merges).
-    loadgen_budget = float(max(1, plan.workers))
+    # Its quota, else one core per Locust process that generates load (the master of
+    # workers only merges).
+    loadgen_budget = s.loadgen_cpus or float(max(1, plan.workers))
     budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": loadgen_budget}
     kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
@@ -166,8 +167,10 @@ def more_loadgen_workers(trial: dict, s: Settings, workers: int) -> int | None:
     """After a trial whose load generator saturated: more Locust processes, if the host
     has a spare core for one beyond the replicas' budgets, nginx, the store and the
     Locust processes already running; else None (the trial stays invalid)."""
-    if not any(note.startswith("load generator saturated") for note in trial["notes"]):
-        return None
+    if s.loadgen_cpus or not any(
+        note.startswith("load generator saturated") for note in trial["notes"]
+    ):
+        return None  # not saturated, or capped on purpose by LOADGEN_CPUS
     others = sum(
         c["cpu_cores"] for c in trial["components"].values() if c["kind"] in ("proxy", "store")
     )
@@ -243,6 +246,7 @@ def run_sweep(
     trials: list[dict] = []
     histograms: dict[tuple[int, int], str | None] = {}
     ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
+    loadgen_group: CpuGroup | None = None
     mf: dict = {}
     per_trial = s.warmup + s.duration + OVERHEAD_S
     queue = trial_order(s.sweep, s.trials)
@@ -305,8 +309,19 @@ def run_sweep(
                 load=s.load,
                 rate=s.rate,
             )
+            if s.loadgen_cpus and loadgen_group is None:
+                loadgen_group = CpuGroup(
+                    cgroups.detect()[0], f"hscale-{rd.run_id}/loadgen", s.loadgen_cpus
+                )
             run = loadgen.run_point(
-                plan, s.warmup, out, rd.run_id, counters, tick, runtime.loadgen_launcher()
+                plan,
+                s.warmup,
+                out,
+                rd.run_id,
+                counters,
+                tick,
+                runtime.loadgen_launcher(),
+                loadgen_group,
             )
             trial = make_trial(n, k, len(trials), plan, run, runtime, s, limits, out, rd.path)
             more = more_loadgen_workers(trial, s, workers)
@@ -352,6 +367,8 @@ def run_sweep(
         try:
             progress("tearing down", len(trials) * per_trial)
             ballast.stop()
+            if loadgen_group is not None:
+                loadgen_group.remove()
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
             summary["ended_at"] = now_iso()
