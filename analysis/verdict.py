@@ -169,7 +169,8 @@ def _bottleneck_part(analysis: dict, points: Sequence[dict] | None) -> str:
     top = max(found)
     b = found[top]
     util = b.get("util_of_budget")
-    of = "its CPU budget" if b.get("kind") in BUDGETED_KINDS else "one core"
+    whose = "their" if b["component"] == "replicas" else "its"
+    of = f"{whose} CPU budget" if b.get("kind") in BUDGETED_KINDS else "one core"
     at = f" at {util:.0%} of {of}" if isinstance(util, int | float) else ""
     text = f"The bottleneck at N = {top} is {b['component']}{at}"
     others: dict[str, list[int]] = {}
@@ -192,9 +193,9 @@ def _invalid_part(analysis: dict, points: Sequence[dict] | None) -> str:
     reasons = "; ".join(f"N = {n}: {', '.join(invalid[n]) or 'no reason recorded'}" for n in ns)
     word = "Point" if len(ns) == 1 else "Points"
     verb = "is" if len(ns) == 1 else "are"
-    fit_on = analysis.get("fit_on") or ""
-    fit = "excluded from the fit" if fit_on.startswith("the ") else "included in the fit"
-    return f"{word} N = {_ns(ns)} {verb} invalid, {fit} ({reasons})."
+    text = f"{word} N = {_ns(ns)} {verb} invalid ({reasons})."
+    fit_on = analysis.get("fit_on")
+    return f"{text} The fit uses {fit_on}." if fit_on else f"{text} The fit includes them."
 
 
 def verdict(analysis: dict, points: list[dict] | None = None) -> str:
