@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from statistics import mean
 
 from analysis import latency, scaling, stats
-from analysis.usl import karp_flatt
+from analysis.analyze import efficiency_by_n
 
 # Components with no CPU quota of their own are judged against one core: the store
 # (Redis) and nginx (worker_processes 1) each run their work on one thread.
@@ -137,30 +137,28 @@ def points(trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | No
 
 
 def with_scaling(rows: list[dict]) -> list[dict]:
-    """Speedup S(N), efficiency E(N) with 95% CIs (bootstrap of the ratio of trial means,
-    against the baseline N's per-replica throughput) and the Karp-Flatt serial fraction."""
+    """Speedup S(N), efficiency E(N) with 95% CIs (bootstrap of the ratio of trial means)
+    and the Karp-Flatt serial fraction, against the smallest valid N's per-replica
+    throughput: the same computation as the analysis, on every trial of each point."""
     base = scaling.baseline_per_replica(rows)
     if base is None:
         return rows
-    base_n, _ = base
-    base_xs = [
-        x / base_n for x in next(p for p in rows if p["replicas"] == base_n)["throughput_trials"]
-    ]
+    eff, eff_ci, kf = efficiency_by_n(
+        {p["replicas"]: p["throughput_trials"] for p in rows}, base=base[0]
+    )
     out = []
-    for p, (speedup, eff) in zip(rows, scaling.speedup_efficiency(rows), strict=True):
-        ci = stats.ratio_ci(p["throughput_trials"], base_xs)
-        kf = karp_flatt(speedup, p["replicas"]) if speedup else None
+    for p in rows:
+        n, key = p["replicas"], str(p["replicas"])
+        e, ci = eff[key], eff_ci[key]
         out.append(
             {
                 **p,
-                "speedup": None if speedup is None else round(speedup, 3),
-                "speedup_ci": None if ci is None else [round(ci[0], 3), round(ci[1], 3)],
-                "efficiency": None if eff is None else round(eff, 3),
-                "efficiency_ci": None
-                if ci is None
-                else [round(ci[0] / p["replicas"], 3), round(ci[1] / p["replicas"], 3)],
-                "karp_flatt": None if kf is None else round(kf, 4),
-                "warnings": p["warnings"] + scaling.efficiency_notes(eff),
+                "speedup": None if e is None else round(e * n, 3),
+                "speedup_ci": None if ci is None else [round(ci[0] * n, 3), round(ci[1] * n, 3)],
+                "efficiency": None if e is None else round(e, 3),
+                "efficiency_ci": None if ci is None else [round(ci[0], 3), round(ci[1], 3)],
+                "karp_flatt": None if kf[key] is None else round(kf[key], 4),
+                "warnings": p["warnings"] + scaling.efficiency_notes(e),
             }
         )
     return out

@@ -162,11 +162,12 @@ def _models(result: usl.UslFit) -> dict:
     }
 
 
-def _efficiency(
-    by_n: dict[int, list[float]],
+def efficiency_by_n(
+    by_n: dict[int, list[float]], base: int | None = None
 ) -> tuple[dict[str, float | None], dict[str, list | None], dict[str, float | None]]:
-    """E(N), its CI and Karp-Flatt e(N), keyed by str(N), relative to the smallest N."""
-    base = min(by_n)
+    """E(N), its CI and Karp-Flatt e(N), keyed by str(N), relative to the per-replica
+    throughput at `base` (default: the smallest N)."""
+    base = min(by_n) if base is None else base
     base_per = [x / base for x in by_n[base]]
     base_mean = float(np.mean(base_per))
     eff: dict[str, float | None] = {}
@@ -235,7 +236,7 @@ def analyze(
     xs = [float(x) for _, _, x in measurements]
     result = usl.fit(ns, xs, CONFIDENCE)
     chosen = result.chosen
-    eff, eff_ci, kf = _efficiency(by_n)
+    eff, eff_ci, kf = efficiency_by_n(by_n)
     bottlenecks, invalid = _from_points(points)
     analysis = {
         "n_points": result.n_points,

@@ -1,4 +1,4 @@
-"""Speedup and efficiency of throughput against replica count."""
+"""The baseline of speedup and efficiency, and what efficiency above 1 means."""
 
 from __future__ import annotations
 
@@ -17,23 +17,6 @@ def baseline_per_replica(points: Sequence[dict]) -> tuple[int, float] | None:
         return None
     first = min(usable, key=lambda p: p["replicas"])
     return first["replicas"], first["throughput_rps"] / first["replicas"]
-
-
-def speedup_efficiency(points: Sequence[dict]) -> list[tuple[float | None, float | None]]:
-    """(S(N), E(N)) per point, relative to the smallest measured N (normally N = 1).
-
-    S(N) = X(N) / X(1), E(N) = S(N) / N. When N = 1 was not measured, the baseline is the
-    smallest N's per-replica throughput, i.e. that point is taken as perfectly efficient.
-    """
-    base = baseline_per_replica(points)
-    if base is None:
-        return [(None, None) for _ in points]
-    _, per_replica = base
-    out = []
-    for p in points:
-        speedup = p["throughput_rps"] / per_replica
-        out.append((speedup, speedup / p["replicas"]))
-    return out
 
 
 def efficiency_notes(efficiency: float | None) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hscale_testkit import ROOT
 
-from analysis import components, latency, scaling, validity
+from analysis import aggregate, components, latency, scaling, validity
 from hscale import settings
 from hscale.cgroups import CpuCounters
 from hscale.sweep import oversubscription
@@ -18,13 +18,23 @@ from hscale.sweep import oversubscription
 # -- scaling -----------------------------------------------------------------------------
 
 
-def pt(n: int, rps: float, valid: bool = True, notes: list[str] | None = None) -> dict:
-    return {"replicas": n, "throughput_rps": rps, "valid": valid, "notes": notes or []}
+def pt(n: int, rps: float, valid: bool = True) -> dict:
+    return {
+        "replicas": n,
+        "throughput_rps": rps,
+        "throughput_trials": [rps],
+        "valid": valid,
+        "warnings": [],
+    }
+
+
+def speedups(points: list[dict]) -> list[tuple[float | None, float | None]]:
+    return [(p.get("speedup"), p.get("efficiency")) for p in aggregate.with_scaling(points)]
 
 
 def test_speedup_and_efficiency_against_n1():
     points = [pt(1, 100.0), pt(2, 190.0), pt(4, 360.0)]
-    got = scaling.speedup_efficiency(points)
+    got = speedups(points)
     assert [s for s, _ in got] == pytest.approx([1.0, 1.9, 3.6])
     assert [e for _, e in got] == pytest.approx([1.0, 0.95, 0.9])
     assert scaling.baseline_per_replica(points) == (1, 100.0)
@@ -33,7 +43,7 @@ def test_speedup_and_efficiency_against_n1():
 def test_sweep_without_n1_takes_smallest_n_as_perfectly_efficient():
     points = [pt(2, 200.0), pt(4, 360.0), pt(8, 600.0)]
     assert scaling.baseline_per_replica(points) == (2, 100.0)
-    got = scaling.speedup_efficiency(points)
+    got = speedups(points)
     assert [s for s, _ in got] == pytest.approx([2.0, 3.6, 6.0])
     assert [e for _, e in got] == pytest.approx([1.0, 0.9, 0.75])
 
@@ -41,7 +51,7 @@ def test_sweep_without_n1_takes_smallest_n_as_perfectly_efficient():
 def test_invalid_smallest_point_is_not_the_baseline():
     points = [pt(1, 50.0, valid=False), pt(2, 200.0), pt(3, 270.0)]
     assert scaling.baseline_per_replica(points) == (2, 100.0)
-    got = scaling.speedup_efficiency(points)
+    got = speedups(points)
     assert got[0] == pytest.approx((0.5, 0.5))
     assert got[1] == pytest.approx((2.0, 1.0))
     assert got[2] == pytest.approx((2.7, 0.9))
@@ -50,8 +60,8 @@ def test_invalid_smallest_point_is_not_the_baseline():
 def test_all_invalid_still_gives_a_baseline_but_zero_throughput_does_not():
     points = [pt(1, 0.0, valid=False), pt(2, 120.0, valid=False)]
     assert scaling.baseline_per_replica(points) == (2, 60.0)
-    assert scaling.speedup_efficiency([pt(1, 0.0), pt(2, 0.0)]) == [(None, None), (None, None)]
-    assert scaling.speedup_efficiency([]) == []
+    assert speedups([pt(1, 0.0), pt(2, 0.0)]) == [(None, None), (None, None)]
+    assert aggregate.with_scaling([]) == []
 
 
 def test_superlinear_note_above_threshold_only():
