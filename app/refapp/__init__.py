@@ -1,4 +1,4 @@
-"""hscale's reference web app: a small Flask API whose only shared state is Redis."""
+"""hscale's reference web app: a small Flask API whose only state is in a shared store."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, health
+from . import api, health, store
 from .config import DEFAULTS, ENV_PREFIX, normalize, restore_env_strings
 from .errors import register_error_handlers
-from .store import RedisStore
 from .wrappers import ApiRequest
 
 __all__ = ["DEFAULTS", "create_app"]
@@ -31,7 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Exactly one proxy (nginx) sits in front: trust one hop of X-Forwarded-For/-Proto.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
-    RedisStore(app)
+    store.init_app(app)  # the backend named by STORE (a bad name failed in normalize)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from flask import Flask, Response, current_app, jsonify
-from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+
+from .stores import StoreUnavailable
 
 # Under load a dead store fails every request: log it at most this often per process.
 _STORE_LOG_INTERVAL_S = 10.0
@@ -32,18 +33,19 @@ def _http_error(e: HTTPException) -> Response | HTTPException:
     return response
 
 
-def _store_error(e: RedisError) -> Response:
-    # Any Redis failure (refused, timeout, pool exhausted, auth) means the shared state
-    # is unavailable right now: a retryable 503, not a 500, and bounded by the timeouts.
+def _store_error(e: StoreUnavailable) -> Response:
+    # Every backend turns its client library's failures (refused, timeout, pool
+    # exhausted, auth) into StoreUnavailable: the shared state is unavailable right now,
+    # a retryable 503 rather than a 500, and bounded by the backend's timeouts.
     global _last_store_log
     now = time.monotonic()
     if now - _last_store_log >= _STORE_LOG_INTERVAL_S:
         _last_store_log = now
-        current_app.logger.warning("store unavailable: %s: %s", type(e).__name__, e)
+        current_app.logger.warning("store unavailable: %s", e)
     return error_response(503, "store unavailable")
 
 
 def register_error_handlers(app: Flask) -> None:
     # HTTPException also catches unhandled exceptions, which Flask wraps in a 500.
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(RedisError, _store_error)
+    app.register_error_handler(StoreUnavailable, _store_error)

@@ -21,6 +21,6 @@ def healthz() -> dict[str, Any]:
 
 @bp.get("/readyz")
 def readyz() -> dict[str, Any]:
-    # A failed PING raises a RedisError, which the app answers with a 503.
+    # A failed ping raises StoreUnavailable, which the app answers with a 503.
     get_store().ping()
     return {"status": "ready"}

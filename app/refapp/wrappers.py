@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from flask import Request
 from werkzeug.exceptions import BadRequest
@@ -15,3 +15,11 @@ class ApiRequest(Request):
         if e is None:
             raise BadRequest("body must be JSON (Content-Type: application/json)")
         raise BadRequest("malformed JSON body") from e
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            # "[[[[..." a thousand deep exhausts the parser's stack: the client's fault,
+            # not a 500 (and not a ValueError, so on_json_loading_failed never sees it).
+            raise BadRequest("JSON nested too deeply") from None

@@ -6,20 +6,7 @@ import json
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
-
-REPLICA = "test-replica"  # what the app fixture sets
-
-
-def assert_error(r: TestResponse, status: int) -> dict:
-    assert r.status_code == status, r.get_data(as_text=True)
-    assert r.mimetype == "application/json"
-    body = r.get_json()
-    assert body["status"] == status
-    assert isinstance(body["error"], str) and 0 < len(body["error"]) <= 80
-    assert set(body) == {"error", "status"}
-    assert r.headers["X-Replica"] == REPLICA
-    return body
+from storekit import assert_error
 
 
 @pytest.mark.parametrize(
@@ -134,8 +121,8 @@ def test_work_bad_ms_is_400(client: FlaskClient, query: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/counter"), ("POST", "/json"), ("DELETE", "/kv/k"), ("POST", "/kv/k"),
-     ("POST", "/work?ms=1"), ("POST", "/healthz"), ("PUT", "/readyz")],
+    [("DELETE", "/counter"), ("POST", "/json"), ("DELETE", "/kv/k"), ("POST", "/kv/k"),
+     ("POST", "/work?ms=1"), ("POST", "/healthz"), ("PUT", "/readyz"), ("PUT", "/session")],
 )  # fmt: skip
 def test_wrong_method_is_405(client: FlaskClient, method: str, path: str) -> None:
     r = client.open(path, method=method)
@@ -159,3 +146,66 @@ def test_unhandled_exception_is_500_json(app, client: FlaskClient) -> None:
 
     body = assert_error(client.get("/boom"), 500)
     assert body["error"] == "internal server error"
+
+
+def test_deeply_nested_json_is_400_not_500(client: FlaskClient) -> None:
+    deep = "[" * 5000 + "]" * 5000  # beyond the parser's recursion limit
+    r = client.put("/kv/k", data='{"value": ' + deep + "}", content_type="application/json")
+    assert assert_error(r, 400)["error"] == "JSON nested too deeply"
+    r = client.post("/counter", data=deep, content_type="application/json")
+    assert_error(r, 400)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize(
+    ("headers", "word"),
+    [({}, "required"), ({"X-User": ""}, "1 to 64"), ({"X-User": "a b"}, "only"),
+     ({"X-User": "a/b"}, "only"), ({"X-User": "k" * 65}, "1 to 64")],
+)  # fmt: skip
+def test_session_bad_user_is_400(client: FlaskClient, method: str, headers: dict, word: str):
+    r = client.open("/session", method=method, headers=headers, json={"data": {}})
+    body = assert_error(r, 400)
+    assert "X-User" in body["error"] and word in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("data", "word"),
+    [("{}", "body"), ('{"date": {}}', "body"), ("[]", "body"), ('"x"', "body"),
+     ('{"data": [1]}', "object"), ('{"data": "x"}', "object"), ('{"data": null}', "object"),
+     ('{"data": {"a": NaN}}', "NaN"), ('{"data": {"a": [Infinity]}}', "NaN"),
+     ('{"data": {"a": 1e400}}', "NaN"), ('{"data": {"a": "\\u0000"}}', "NUL"),
+     ('{"data": {"\\u0000": 1}}', "NUL"), ('{"data": {"a": "\\ud800"}}', "Unicode"),
+     ('{"data": ' + '{"a": ' * 33 + "1" + "}" * 33 + "}", "nested"),
+     ('{"data": {"a": ' + "[" * 32 + "]" * 32 + "}}", "nested"),
+     ("{", "JSON"), ("", "JSON")],
+)  # fmt: skip
+def test_session_bad_body_is_400(client: FlaskClient, data: str, word: str) -> None:
+    r = client.post("/session", headers={"X-User": "u"}, data=data, content_type="application/json")
+    assert word in assert_error(r, 400)["error"]
+    assert_error(client.get("/session", headers={"X-User": "u"}), 404)  # nothing stored
+
+
+def test_session_non_json_body_is_400(client: FlaskClient) -> None:
+    r = client.post("/session", headers={"X-User": "u"}, data="{}", content_type="text/plain")
+    assert "JSON" in assert_error(r, 400)["error"]
+
+
+def test_session_limits_that_still_pass(client: FlaskClient) -> None:
+    ok = [
+        '{"data": ' + '{"a": ' * 32 + "1" + "}" * 32 + "}",  # 32 objects deep
+        '{"data": {"a": "\\\\u0000"}}',  # a backslash and "u0000": text, not NUL
+        '{"data": {"a": 1e308, "b": -0.0, "c": 12345678901234567890}}',
+    ]
+    for data in ok:
+        r = client.post(
+            "/session", headers={"X-User": "u"}, data=data, content_type="application/json"
+        )
+        assert r.status_code == 200, (data, r.get_data(as_text=True))
+    assert client.get("/session", headers={"X-User": "u"}).get_json()["data"]["c"] == (
+        12345678901234567890
+    )
+
+
+def test_session_body_over_max_content_length_is_413(client: FlaskClient) -> None:
+    r = client.post("/session", headers={"X-User": "u"}, json={"data": {"v": "x" * 40_000}})
+    assert_error(r, 413)

@@ -101,3 +101,51 @@ def test_gunicorn_serves_and_stops_gracefully(
     assert time.monotonic() - start < GRACEFUL_TIMEOUT_S
     assert rc == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("store", ["memcached", "postgres"])
+def test_gunicorn_workers_share_the_store(
+    request: pytest.FixtureRequest, store: str, unused_port: int, tmp_path: Path
+) -> None:
+    # Two forked workers, each with its own lazily made pool, on one shared store.
+    if store == "memcached":
+        settings = {"APP_MEMCACHED_SERVER": request.getfixturevalue("memcached_server").server}
+    else:
+        server = request.getfixturevalue("postgres_server")
+        settings = {"APP_POSTGRES_DSN": server.create_database(f"gunicorn_{unused_port}")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("APP_")},
+        **settings,
+        "GUNICORN_BIND": f"127.0.0.1:{unused_port}",
+        "GUNICORN_WORKERS": "2",
+        "APP_REPLICA": "g1",
+        "APP_STORE": store,
+    }
+    init = subprocess.run(
+        [sys.executable, "-m", "refapp.init_store"], cwd=APP_DIR, env=env, capture_output=True
+    )
+    assert init.returncode == 0, init.stderr
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(APP_DIR / "gunicorn.conf.py")],
+            cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{unused_port}"
+    try:
+        wait_healthy(base, proc, log)
+        assert fetch(base + "/readyz")[0] == 200
+        before = fetch(base + "/counter")[2]["value"]
+        values = [fetch(base + "/counter", "POST")[2]["value"] for _ in range(20)]
+        assert values == list(range(before + 1, before + 21))
+        assert fetch(base + "/counter")[2] == {"value": before + 20}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=GRACEFUL_TIMEOUT_S + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"gunicorn ignored SIGTERM:\n{log.read_text()}")
+    assert rc == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
