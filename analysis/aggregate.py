@@ -123,7 +123,11 @@ def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], 
     }
 
 
-def points(trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | None]) -> list[dict]:
+def points(
+    trials: Sequence[dict],
+    histograms: Mapping[tuple[int, int], str | None],
+    scaling_of_throughput: bool = True,
+) -> list[dict]:
     """One point per N (sorted), with speedup and efficiency against the baseline N.
 
     histograms maps (N, trial) to that trial's encoded HdrHistogram.
@@ -133,6 +137,10 @@ def points(trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | No
         by_n[t["replicas"]].append(t)
     rows = [_point(n, sorted(ts, key=lambda t: t["trial"]), histograms) for n, ts in by_n.items()]
     rows.sort(key=lambda p: p["replicas"])
+    # Open loop, throughput is the offered rate at every N: a speedup of it means nothing.
+    if not scaling_of_throughput:
+        keys = ("speedup", "speedup_ci", "efficiency", "efficiency_ci", "karp_flatt")
+        return [{**p, **dict.fromkeys(keys)} for p in rows]
     return with_scaling(rows)
 
 

@@ -207,6 +207,11 @@ def analysis_of(summary: dict) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
     from analysis.analyze import analyze, fit_input
 
+    if summary["load"]["model"] == "rate":
+        raise ValueError(
+            "open loop (LOAD=rate): throughput is the offered rate at every N, so no scaling "
+            "model is fitted; read latency vs N, and achieved vs offered rate, instead"
+        )
     if len({t["replicas"] for t in summary["trials"]}) < 2:
         return None
     measurements, fit_on = fit_input(summary)
@@ -338,7 +343,7 @@ def run_sweep(
             trials.append(trial)
             histograms[(n, k)] = run.tally["histogram"]
             summary["trials"] = trials
-            summary["points"] = aggregate.points(trials, histograms)
+            summary["points"] = aggregate.points(trials, histograms, s.load == "closed")
             try:
                 summary["analysis"], summary["analysis_error"] = analysis_of(summary), None
             except ValueError as exc:  # a fit that cannot be made is reported, not fatal

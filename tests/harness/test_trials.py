@@ -210,3 +210,10 @@ def test_bottleneck_is_the_component_nearest_its_budget():
     b = aggregate.bottleneck(comps, 1000.0)
     assert b["component"] == "replicas" and b["util_of_budget"] == pytest.approx(0.84)
     assert b["cpu_cores"] == pytest.approx(0.42)
+
+
+def test_open_loop_points_have_no_speedup():
+    trials = [a_trial(1, 1, 300.0), a_trial(2, 1, 299.0)]
+    for p in aggregate.points(trials, {}, scaling_of_throughput=False):
+        assert p["efficiency"] is None and p["speedup"] is None and p["karp_flatt"] is None
+        assert p["throughput_rps"] in (300.0, 299.0)
