@@ -9,7 +9,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Variables of this Makefile itself, not knobs of a sweep.
-MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN RUNS LABELS OUT
+MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN STORES RUNS LABELS OUT
 KNOB_ARGS = $(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_ONLY)),,--set '$(v)=$($(v))'))))
 
 .DEFAULT_GOAL := help
@@ -32,6 +32,11 @@ setup: $(STAMP)
 .PHONY: bench ## sweep N = 1..REPLICAS; table, results/<run>/ and throughput.png
 bench: setup
 	$(BIN)/hscale bench $(KNOB_ARGS)
+
+.PHONY: compare ## the same sweep per store, interleaved: make compare STORES="redis memcached postgres memory"
+compare: setup
+	@test -n "$(strip $(STORES))" || { echo 'usage: make compare STORES="redis memcached ..." [knobs]' >&2; exit 2; }
+	$(BIN)/hscale compare-stores --stores '$(STORES)' $(KNOB_ARGS)
 
 .PHONY: show ## print the table of results/latest (RUN=results/<id> for another)
 show: setup

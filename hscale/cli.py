@@ -29,18 +29,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(prog="hscale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     bench = sub.add_parser("bench", help="sweep N replicas and measure throughput at each")
-    for knob in settings.KNOBS:
-        default = knob.default if knob.default is not None else knob.derived
-        bench.add_argument(
-            _flag(knob), dest=knob.name, metavar="VALUE", help=f"{knob.help} (default {default})"
-        )
-    bench.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a knob by its name, as `make bench NAME=VALUE` passes it",
+    stores = sub.add_parser(
+        "compare-stores",
+        help="the same sweep per data store, in interleaved rounds, and their comparison",
     )
+    stores.add_argument(
+        "--stores", required=True, metavar="LIST", help='stores to compare, e.g. "redis memcached"'
+    )
+    for p in (bench, stores):
+        for knob in settings.KNOBS:
+            default = knob.default if knob.default is not None else knob.derived
+            text = f"{knob.help} (default {default})"
+            p.add_argument(_flag(knob), dest=knob.name, metavar="VALUE", help=text)
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a knob by its name, as `make bench NAME=VALUE` passes it",
+        )
     for name, text in (
         ("show", "print the results table of a run"),
         ("plot", "redraw throughput.png of a run from its summary.json"),
@@ -154,6 +161,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
         err_console.print(f"hscale: the report failed ({exc}); retry: make report RUN={rd.path}")
         return code or EXIT_FAILED
     return code
+
+
+def cmd_compare_stores(args: argparse.Namespace) -> int:
+    from analysis.compare import comparison, load_runs, ratio_table, write_files
+    from analysis.report import write_report
+    from hscale.compare_stores import parse_stores, run_compare, sub_runs
+    from hscale.sweep import OVERHEAD_S
+
+    values = knob_values(args)
+    if values.get("STORE"):
+        raise settings.UsageError("name the stores to compare in STORES, not STORE")
+    s = settings.load(values)
+    stores = parse_stores(args.stores)
+    err_console.print(
+        f"hscale: {s.trials} round(s) of N={' '.join(map(str, s.sweep))} for each of "
+        f"{', '.join(stores)}, scenario {s.scenario}, {s.replica_cpus:g} CPU/replica",
+        highlight=False,
+    )
+    total = len(stores) * s.trials * len(s.sweep) * (s.warmup + s.duration + OVERHEAD_S)
+    with sweep_progress(total) as update:
+        cdir, summaries, status = run_compare(
+            s, stores, update, log=lambda msg: err_console.print(msg, highlight=False)
+        )
+    for store, summary in summaries.items():
+        print_summary(summary, str(cdir / store))
+    runs = sub_runs(cdir, stores)
+    for _, path in runs:
+        write_report(path)
+    if len(runs) >= 2:
+        data = comparison(load_runs(runs))
+        page = write_files(data, cdir / "comparison")
+        console.print(ratio_table(data), highlight=False)
+        console.print(f"comparison: {page}", highlight=False)
+    console.print(f"results: {cdir}", highlight=False)
+    return {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
 
 
 def _run_path(raw: str) -> Path:
@@ -272,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "analyze": cmd_analyze,
         "report": cmd_report,
         "compare": cmd_compare,
+        "compare-stores": cmd_compare_stores,
     }
     try:
         return handler[args.command](args)

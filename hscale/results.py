@@ -40,12 +40,22 @@ def new_run_id(label: str) -> str:
 
 
 class RunDir:
-    def __init__(self, root: Path, run_id: str) -> None:
+    def __init__(self, root: Path, run_id: str, name: str | None = None) -> None:
+        """A new run directory root/<name or run_id>; `name` gives a sub-run (one store
+        of a comparison) a short directory name while run_id stays unique."""
         root.mkdir(parents=True, exist_ok=True)
-        self.root, self.run_id, self.path = root, run_id, root / run_id
+        self.root, self.run_id, self.path = root, run_id, root / (name or run_id)
         self.path.mkdir()  # exclusive: raises if the run exists, so nothing is overwritten
         (self.path / "points").mkdir()
         (self.path / "runtime").mkdir()
+
+    @classmethod
+    def reopen(cls, path: Path, run_id: str) -> RunDir:
+        """A run directory this process made earlier, to add trials to (a comparison's
+        later rounds); never one of another run."""
+        rd = cls.__new__(cls)
+        rd.root, rd.run_id, rd.path = path.parent, run_id, path
+        return rd
 
     def trial_dir(self, n: int, trial: int, attempt: int = 0) -> Path:
         """points/n<N>/t<k>; a trial run again (more Locust workers) gets t<k>.<attempt>."""

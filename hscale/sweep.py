@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import traceback
@@ -139,12 +140,12 @@ def make_trial(
     }
 
 
-def trial_order(sweep: Sequence[int], trials: int) -> list[tuple[int, int]]:
+def trial_order(sweep: Sequence[int], trials: int, first: int = 1) -> list[tuple[int, int]]:
     """(N, trial) in run order: ascending N, then descending, and so on, so a slow drift
     of the machine does not fall on one end of the curve, and each turn reuses the N
-    already running."""
+    already running. Trials are numbered from `first` (a resumed run goes on counting)."""
     order = []
-    for k in range(1, trials + 1):
+    for k in range(first, first + trials):
         ns = sorted(sweep) if k % 2 else sorted(sweep, reverse=True)
         order += [(n, k) for n in ns]
     return order
@@ -203,6 +204,11 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     }
 
 
+def stored_histogram(raw: Path) -> str | None:
+    """The latency histogram a finished trial left in its tally.json."""
+    return json.loads((raw / "tally.json").read_text()).get("histogram")
+
+
 def analysis_of(summary: dict) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
     from analysis.analyze import analyze, fit_input
@@ -224,12 +230,16 @@ def run_sweep(
     runtime: Runtime,
     progress: Callable[[str, float], None] = lambda text, done: None,
     log: Callable[[str], None] = print,
+    prior: dict | None = None,
 ) -> dict:
     """Run every (N, trial); returns the final summary. Always tears the runtime down.
 
     The caller has run runtime.preflight(), so usage errors came before anything started.
+    With `prior` (the run's summary so far), its trials are kept and new ones are numbered
+    after them: how a store comparison interleaves rounds of trials across stores.
     """
-    started = now_iso()
+    prior = prior or {}
+    started = prior.get("started_at") or now_iso()
     summary: dict = {
         "schema_version": SCHEMA_VERSION,
         "run_id": rd.run_id,
@@ -240,7 +250,8 @@ def run_sweep(
         "scenario": s.scenario,
         "runtime": runtime.name,
         "load": {"model": s.load, "rate_rps": s.rate},
-        "trial_plan": {"trials": s.trials, "ci_target": s.ci_target, "max_trials": s.max_trials},
+        "trial_plan": prior.get("trial_plan")
+        or {"trials": s.trials, "ci_target": s.ci_target, "max_trials": s.max_trials},
         "trials": [],
         "points": [],
         "analysis": None,
@@ -248,13 +259,18 @@ def run_sweep(
         "leftover_processes": [],
     }
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    trials: list[dict] = []
-    histograms: dict[tuple[int, int], str | None] = {}
+    trials: list[dict] = list(prior.get("trials") or [])
+    histograms = {(t["replicas"], t["trial"]): stored_histogram(rd.path / t["raw"]) for t in trials}
+    first = 1 + max((t["trial"] for t in trials), default=0)
+    summary["trials"] = trials
+    summary["points"] = prior.get("points") or []
+    summary["analysis"] = prior.get("analysis")
     ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
     loadgen_group: CpuGroup | None = None
     mf: dict = {}
     per_trial = s.warmup + s.duration + OVERHEAD_S
-    queue = trial_order(s.sweep, s.trials)
+    queue = trial_order(s.sweep, s.trials, first)
+    done_here = 0
     workers = s.loadgen_workers
     try:
         mf = manifest(s, rd, runtime, started)
@@ -262,7 +278,8 @@ def run_sweep(
         summary["cpu_limits"] = mf["runtime"]["cpu_limits"]
         rd.write_manifest(mf)
         rd.write_summary(summary)
-        rd.point_to_latest()
+        if not prior:
+            rd.point_to_latest()
         limits = mf["runtime"]["cpu_limits"]
         if s.ballast and not ballast.usable:
             log(f"[warning] no ballast: it needs a cgroup CPU quota ({ballast.reason})")
@@ -275,7 +292,7 @@ def run_sweep(
         attempt = 0
         while queue:
             n, k = queue[0]
-            base = len(trials) * per_trial
+            base = done_here * per_trial
             label = f"N={n} trial {k}"
             progress(f"{label}: starting {n} replica(s)", base)
             if running is None:
@@ -339,7 +356,7 @@ def run_sweep(
                 workers, attempt = more, attempt + 1
                 continue
             queue.pop(0)
-            attempt = 0
+            attempt, done_here = 0, done_here + 1
             trials.append(trial)
             histograms[(n, k)] = run.tally["histogram"]
             summary["trials"] = trials
@@ -359,7 +376,7 @@ def run_sweep(
     except (KeyboardInterrupt, Interrupted) as exc:
         summary["status"] = "interrupted"
         cause = str(exc) or "SIGINT"
-        summary["error"] = f"interrupted ({cause}) after {len(trials)} finished trial(s)"
+        summary["error"] = f"interrupted ({cause}) after {done_here} finished trial(s)"
     except Exception as exc:  # noqa: BLE001  (recorded, then re-raised by the caller's exit code)
         summary["status"] = "failed"
         summary["error"] = f"{type(exc).__name__}: {exc}"
@@ -370,7 +387,7 @@ def run_sweep(
         held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         prev = {sig: signal.signal(sig, signal.SIG_IGN) for sig in held}
         try:
-            progress("tearing down", len(trials) * per_trial)
+            progress("tearing down", done_here * per_trial)
             ballast.stop()
             if loadgen_group is not None:
                 loadgen_group.remove()
