@@ -11,14 +11,14 @@ from pathlib import Path
 
 import psutil
 
-from analysis import aggregate, components, latency, validity
+from analysis import aggregate, components, consistency, latency, validity
 from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.results import SCHEMA_VERSION, RunDir, now_iso
 from hscale.runtimes.base import Runtime
 from hscale.settings import RESERVED_CPUS, Settings
-from hscale.verify import verify
+from hscale.verify import read_counters, verify
 
 # Start-up, verification and Locust start per point, for the time-left estimate.
 OVERHEAD_S = 6.0
@@ -256,6 +256,7 @@ def run_sweep(
         "points": [],
         "analysis": None,
         "analysis_error": None,
+        "consistency": None,
         "leftover_processes": [],
     }
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -307,6 +308,7 @@ def run_sweep(
                 ballast.resize(max(s.sweep) - n)
             progress(f"{label}: verifying endpoints through nginx", base + 2)
             verify(runtime.endpoint, runtime.replicas())
+            counter_before = read_counters(runtime.endpoint, runtime.replicas())
             users = s.users_at(n)
             out = rd.trial_dir(n, k, attempt)
             t0 = time.monotonic()
@@ -345,7 +347,11 @@ def run_sweep(
                 runtime.loadgen_launcher(),
                 loadgen_group,
             )
+            counter_after = read_counters(runtime.endpoint, runtime.replicas())
             trial = make_trial(n, k, len(trials), plan, run, runtime, s, limits, out, rd.path)
+            trial["consistency"] = consistency.judge(
+                run.tally.get("consistency"), counter_before, counter_after
+            )
             more = more_loadgen_workers(trial, s, workers)
             if more is not None:
                 # Kept on disk; the trial runs again with more Locust processes.
@@ -360,6 +366,7 @@ def run_sweep(
             trials.append(trial)
             histograms[(n, k)] = run.tally["histogram"]
             summary["trials"] = trials
+            summary["consistency"] = consistency.summarize([t["consistency"] for t in trials])
             summary["points"] = aggregate.points(trials, histograms, s.load == "closed")
             try:
                 summary["analysis"], summary["analysis_error"] = analysis_of(summary), None

@@ -74,3 +74,23 @@ def verify(base: str, expected: list[str]) -> dict[str, int]:
         session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
         check_endpoints(base, session)
         return check_replicas(base, expected, session)
+
+
+def read_counters(base: str, expected: list[str], timeout: float = 10.0) -> dict[str, int]:
+    """GET /counter through the proxy until every replica has answered: its value, by
+    replica. With a shared store they agree; with an unshared one each has its own."""
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    with requests.Session() as session:
+        session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
+        while set(expected) - set(seen) and time.monotonic() < deadline:
+            resp = session.get(base + "/counter", timeout=5)
+            replica = resp.headers.get("X-Replica", "")
+            if resp.status_code == 200 and replica:
+                seen[replica] = int(_expect(resp, 200, "GET /counter")["value"])
+    if set(expected) - set(seen):
+        raise VerificationError(
+            f"GET /counter did not reach replicas {sorted(set(expected) - set(seen))} "
+            f"within {timeout:g} s"
+        )
+    return dict(sorted(seen.items()))

@@ -20,22 +20,35 @@ user to its share of HSCALE_RATE on a fixed schedule of intended send times (wrk
 late sends go at once, none skipped), and the first request of each iteration is timed
 from its intended send, so a stall shows in the latency instead of being hidden by
 coordinated omission. In closed loop `pacing` waits 0, Locust's default.
+
+Consistency (the tally's "consistency"): over the whole run, warm-up included, since the
+harness compares it with the store's counter read before and after the trial. POST
+/counter is counted when sent and when acknowledged; every user remembers its own
+acknowledged /kv and /session writes, and each later read of them is judged fresh,
+missing or stale. Scenarios call `check_read(response)` to make a bad read a Locust
+failure as well.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import gevent
 import gevent.local
 from hdrh.histogram import HdrHistogram
 from locust import events
+from locust.clients import HttpSession
+from locust.contrib.fasthttp import FastHttpSession
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
@@ -81,9 +94,49 @@ def _histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIG_DIGITS)
 
 
+class Consistency:
+    """What users saw acknowledged and read back, over the whole run: never reset at the
+    warm-up boundary, and a worker's report is merged whatever its phase."""
+
+    FIELDS = {
+        # attempts: counted when sent (a request still in flight when Locust stops its
+        # users is never answered, yet may have counted); failed: an error status or no
+        # response, so it may or may not have counted.
+        "counter": ("attempts", "acknowledged", "failed"),
+        # writes: acknowledged. reads: of the user's own last acknowledged write, answered
+        # 200 or 404; missing: 404; stale: an older value; failed: no usable answer.
+        "kv": ("writes", "reads", "missing", "stale", "failed"),
+        "session": ("writes", "reads", "missing", "stale", "failed"),
+    }
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[str]] = {kind: Counter() for kind in self.FIELDS}
+
+    def add(self, kind: str, field: str) -> None:
+        self.counts[kind][field] += 1
+
+    def take(self) -> dict[str, dict[str, int]]:
+        report = {kind: dict(counts) for kind, counts in self.counts.items()}
+        for counts in self.counts.values():
+            counts.clear()
+        return report
+
+    def merge(self, report: dict[str, dict[str, int]]) -> None:
+        for kind, counts in report.items():
+            self.counts[kind].update(counts)
+
+    def dump(self) -> dict[str, dict[str, int]]:
+        out = {k: {f: self.counts[k][f] for f in fs} for k, fs in self.FIELDS.items()}
+        counter = out["counter"]
+        # Sent but never answered: in flight when the users were stopped.
+        counter["abandoned"] = counter["attempts"] - counter["acknowledged"] - counter["failed"]
+        return out
+
+
 class Tally:
     def __init__(self) -> None:
         self.test_start = time.time()
+        self.consistency = Consistency()  # whole run: not part of reset()
         self.per_second: Counter[tuple[int, str]] = Counter()  # (epoch second, kind)
         self.reset(phase="warmup")
 
@@ -141,6 +194,7 @@ class Tally:
             "intended_sends": self.intended_sends,
             "late_sends": self.late_sends,
             "max_send_lag_ms": self.max_send_lag_ms,
+            "consistency": self.consistency.take(),
         }
         phase = self.phase
         self.per_second.clear()
@@ -150,6 +204,7 @@ class Tally:
     def merge(self, report: dict) -> None:
         for second, kind, count in report["per_second"]:
             self.per_second[(second, kind)] += count  # warm-up seconds too, for the series
+        self.consistency.merge(report["consistency"])  # whole run, whatever the phase
         if report["phase"] != self.phase:
             return  # recorded before this worker heard that the warm-up ended
         self.requests += report["requests"]
@@ -190,6 +245,7 @@ class Tally:
             "series": series,
             "workers": self.workers,
             "open_loop": self.open_loop(),
+            "consistency": self.consistency.dump(),
         }
 
     def open_loop(self) -> dict | None:
@@ -210,6 +266,130 @@ def _encode(hist: HdrHistogram) -> str:
 
 
 tally = Tally()
+
+
+# -- consistency: reads of the user's own writes, and counter sends ----------------------
+
+
+def _target(response: Any) -> tuple[str, str, str, Any] | None:
+    """(method, kind, key, request) of a /counter, /kv/<key> or /session request."""
+    request = getattr(response, "request", None)
+    url = getattr(request, "url", None)
+    if not url:
+        return None
+    path = urlsplit(url).path
+    if path == "/counter":
+        return request.method, "counter", "", request
+    if path.startswith("/kv/"):
+        return request.method, "kv", unquote(path[4:]), request
+    if path == "/session":
+        return request.method, "session", request.headers.get("X-User") or "", request
+    return None
+
+
+def _written() -> dict[tuple[str, str], Any]:
+    """This user's last acknowledged write per (kind, key): the greenlet is the user."""
+    if not hasattr(_user, "written"):
+        _user.written = {}
+    return _user.written
+
+
+def _body(payload: Any) -> Any:
+    try:
+        return json.loads(payload)
+    except (TypeError, ValueError):
+        return None
+
+
+def _verdict(kind: str, key: str, response: Any) -> str | None:
+    """fresh, missing, stale or failed; None unless the user wrote this key itself."""
+    expected = _written().get((kind, key))
+    if expected is None:
+        return None
+    status = response.status_code or 0  # 0 or None: no response at all
+    if status == 404:
+        return "missing"
+    body = _body(response.content) if status == 200 else None
+    if not isinstance(body, dict):
+        return "failed"
+    if kind == "kv":
+        fresh = body.get("value") == expected
+    else:  # a version below the acknowledged one, or other data: an older write
+        data, version = expected
+        fresh = body.get("data") == data and (body.get("version") or 0) >= version
+    return "fresh" if fresh else "stale"
+
+
+def _count_consistency(response: Any) -> None:
+    target = _target(response)
+    if target is None:
+        return
+    method, kind, key, request = target
+    ok = 200 <= (response.status_code or 0) < 300
+    counts = tally.consistency
+    if kind == "counter":
+        if method == "POST":
+            counts.add(kind, "acknowledged" if ok else "failed")
+    elif method == "GET":
+        verdict = _verdict(kind, key, response)
+        if verdict == "failed":
+            counts.add(kind, "failed")
+        elif verdict is not None:
+            counts.add(kind, "reads")
+            if verdict != "fresh":
+                counts.add(kind, verdict)
+    elif method in ("PUT", "POST"):
+        acknowledged = _acknowledged(kind, request, response) if ok else None
+        if acknowledged is None:  # unknown outcome: either value may be read next
+            _written().pop((kind, key), None)
+        else:
+            _written()[(kind, key)] = acknowledged
+            counts.add(kind, "writes")
+
+
+def _acknowledged(kind: str, request: Any, response: Any) -> Any:
+    """What a later read must return: kv, the value the server echoed; session, the data
+    sent and the version the server returned."""
+    body = _body(response.content)
+    if not isinstance(body, dict):
+        return None
+    if kind == "kv":
+        return body.get("value")
+    sent = _body(getattr(request, "body", None))
+    if not isinstance(sent, dict) or "data" not in sent or "version" not in body:
+        return None
+    return sent["data"], body["version"]
+
+
+def check_read(response: Any) -> None:
+    """Inside `with self.client.get(..., catch_response=True) as response`: fail a read of
+    the user's own write that came back missing or stale, so the failure rate shows it
+    too (the request hook counts it in the tally either way)."""
+    target = _target(response)
+    if target and target[0] == "GET":
+        verdict = _verdict(target[1], target[2], response)
+        if verdict in ("missing", "stale"):
+            response.failure(f"{target[1]} read {verdict}: not the user's last acknowledged write")
+
+
+def _counting_sends(request: Callable[..., Any]) -> Callable[..., Any]:
+    """Count POST /counter when sent: Locust stops users mid-request with no request
+    event, and such an increment may still land, so counting answers alone could leave
+    the counter above the attempts."""
+
+    @functools.wraps(request)
+    def send(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if str(method).upper() == "POST" and urlsplit(str(url)).path == "/counter":
+            tally.consistency.add("counter", "attempts")
+        return request(self, method, url, *args, **kwargs)
+
+    send.hscale_counting = True  # type: ignore[attr-defined]
+    return send
+
+
+for _session in (FastHttpSession, HttpSession):
+    if not getattr(_session.request, "hscale_counting", False):
+        _session.request = _counting_sends(_session.request)
 
 
 def _write(path: str, payload: dict) -> None:
@@ -303,6 +483,8 @@ def on_request(response_time, response=None, exception=None, start_time=None, **
         lag_ms = max(0.0, (start_time - intended) * 1000)
     error = None if exception is None else repr(exception)
     tally.record(response_time, replica, error, lag_ms)
+    if response is not None:
+        _count_consistency(response)
 
 
 @events.cpu_warning.add_listener

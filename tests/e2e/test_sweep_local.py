@@ -119,6 +119,11 @@ def test_summary(run):
     ]
     assert s["trial_plan"] == {"trials": 2, "ci_target": 0.0, "max_trials": 10}
     assert s["load"] == {"model": "closed", "rate_rps": None}
+    # the counter was read through every replica around each trial; json never writes
+    assert s["consistency"]["consistent"] is True, s["consistency"]
+    for t in s["trials"]:
+        c = t["consistency"]
+        assert c["consistent"] is True, c
 
 
 def test_points_aggregate_their_trials(run):
