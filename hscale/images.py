@@ -5,7 +5,9 @@ Dockerfiles. Without one (this is detected from the failed pull, or forced with 
 hscale bootstraps a Debian root filesystem from Debian's packages (debootstrap), imports
 it as one base image holding python3, nginx and redis-server, downloads the app's
 pinned wheels into app/wheelhouse/, and builds the same Dockerfiles on top of that base.
-The base is tagged by the hash of what went into it and reused on later runs.
+STORE=memcached or postgres gets a second, smaller base of its own with that Debian
+package (postgresql-15 brings LLVM and ICU: no reason to put them under every image).
+Each base is tagged by the hash of what went into it and reused on later runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from hscale.settings import UsageError
 SUITE = "bookworm"
 MIRROR = os.environ.get("HSCALE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("python3", "python3-venv", "nginx-light", "redis-server", "ca-certificates", "bash")
+# The stores with a base of their own, and the compose variable that names their image.
+STORE_PACKAGES = {"memcached": ("bash", "memcached"), "postgres": ("bash", "postgresql-15")}
+STORE_IMAGE_VARS = {"memcached": "MEMCACHED_IMAGE", "postgres": "POSTGRES_IMAGE"}
 # Each image's build context holds its own wheelhouse, filled from its requirements.txt.
 WHEELHOUSES = (paths.APP_DIR, paths.LOADTESTS_DIR)
 # What a failed pull of a base image looks like, from docker and both compose versions.
@@ -45,37 +50,54 @@ def dockerfile_default(dockerfile: Path, arg: str) -> str:
     return m.group(1)
 
 
+def compose_default(variable: str) -> str | None:
+    """The default of `${VARIABLE:-...}` in docker-compose.yml (the redis and memcached
+    images are pinned there, not in a Dockerfile)."""
+    text = (paths.ROOT / "docker-compose.yml").read_text()
+    m = re.search(rf"\$\{{{variable}:-([^}}]+)\}}", text)
+    return m.group(1) if m else None
+
+
 def registry_env() -> dict[str, str]:
     """Base images for the registry path (compose v1 would pass an unset build arg as '')."""
     return {
         "PYTHON_IMAGE": dockerfile_default(paths.APP_DIR / "Dockerfile", "PYTHON_IMAGE"),
         "NGINX_IMAGE": dockerfile_default(paths.NGINX_DIR / "Dockerfile", "NGINX_IMAGE"),
+        "POSTGRES_IMAGE": dockerfile_default(
+            paths.ROOT / "stores" / "postgres" / "Dockerfile", "POSTGRES_IMAGE"
+        ),
         "PIP_INSTALL_ARGS": "",
     }
 
 
-def base_tag() -> str:
-    digest = hashlib.sha256(" ".join((SUITE, MIRROR, *PACKAGES)).encode()).hexdigest()[:12]
-    return f"hscale-base:{SUITE}-{digest}"
+def base_tag(store: str | None = None) -> str:
+    """The app's base, or (store given) that store's own base."""
+    packages = STORE_PACKAGES[store] if store else PACKAGES
+    digest = hashlib.sha256(" ".join((SUITE, MIRROR, *packages)).encode()).hexdigest()[:12]
+    return f"hscale-base{f'-{store}' if store else ''}:{SUITE}-{digest}"
 
 
 def image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def offline_env() -> dict[str, str]:
-    """Variables that point docker-compose.yml's builds and redis at the local base."""
+def offline_env(store: str = "redis") -> dict[str, str]:
+    """Variables that point docker-compose.yml's builds and stores at the local bases."""
     base = base_tag()
-    return {
+    env = {
         "PYTHON_IMAGE": base,
         "NGINX_IMAGE": base,
         "REDIS_IMAGE": base,
         "PIP_INSTALL_ARGS": "--no-index --find-links=/tmp/wheelhouse",
     }
+    if store in STORE_PACKAGES:
+        env[STORE_IMAGE_VARS[store]] = base_tag(store)
+    return env
 
 
-def ensure_base(log: Callable[[str], None]) -> str:
-    tag = base_tag()
+def ensure_base(log: Callable[[str], None], store: str | None = None) -> str:
+    tag = base_tag(store)
+    packages = STORE_PACKAGES[store] if store else PACKAGES
     if image_exists(tag):
         log(f"offline: reusing base image {tag}")
         return tag
@@ -94,12 +116,12 @@ def ensure_base(log: Callable[[str], None]) -> str:
         )
     with tempfile.TemporaryDirectory(prefix="hscale-rootfs-") as tmp:
         root = Path(tmp) / "root"
-        log(f"offline: bootstrapping Debian {SUITE} with {', '.join(PACKAGES)} (about a minute)")
+        log(f"offline: bootstrapping Debian {SUITE} with {', '.join(packages)} (about a minute)")
         proc = subprocess.Popen(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
+                f"--include={','.join(packages)}",
                 SUITE,
                 str(root),
                 MIRROR,
@@ -153,8 +175,11 @@ def fill_wheelhouse(log: Callable[[str], None]) -> None:
         )
 
 
-def build(compose: Compose, offline: str, log: Callable[[str], None]) -> dict[str, str]:
-    """Build the stack's images; returns the extra environment the stack then needs."""
+def build(
+    compose: Compose, offline: str, log: Callable[[str], None], store: str = "redis"
+) -> dict[str, str]:
+    """Build the stack's images (with STORE's, when compose has its profile); returns the
+    extra environment the stack then needs."""
     if offline != "1":
         log("images: building with the pinned official base images")
         extra = registry_env()
@@ -169,8 +194,10 @@ def build(compose: Compose, offline: str, log: Callable[[str], None]) -> dict[st
                 "switching to the registry-less path"
             )
     ensure_base(log)
+    if store in STORE_PACKAGES:
+        ensure_base(log, store)
     fill_wheelhouse(log)
-    extra = offline_env()
+    extra = offline_env(store)
     _with(compose, extra).run("build", on_line=_progress(log))
     return extra
 

@@ -4,7 +4,12 @@ Swarm's loader takes an older schema than compose: no `build`, `depends_on` only
 list, no `pids_limit` or `security_opt` at service level, no host IP on published ports.
 This pure function derives the stack file from the one compose file, so there is still
 a single description of the stack. Variables (`${...}`) are kept for `docker stack
-deploy` to fill from the environment: the password never lands in the file.
+deploy` to fill from the environment: the passwords never land in the file.
+
+Swarm has no profiles: the stack carries the store STORE selects (none for memory) and no
+other, and starts with no app replica, so that hscale can create the store's schema
+before the first replica exists (the backend network is attachable for that one-off
+container).
 """
 
 from __future__ import annotations
@@ -22,15 +27,30 @@ DROPPED_NOTES = {
 }
 
 
-def stack_file(compose_text: str) -> tuple[str, list[str]]:
-    """(stack YAML, notes on what swarm could not keep)."""
+# docker-compose.yml's store services; redis is the one without a profile.
+STORE_SERVICES = ("redis", "memcached", "postgres")
+
+
+def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]:
+    """(stack YAML for STORE=store, notes on what swarm could not keep)."""
     doc: dict[str, Any] = yaml.safe_load(compose_text)
     notes: set[str] = set()
     doc = {k: v for k, v in doc.items() if not k.startswith("x-")}  # anchors already merged
     doc["version"] = "3.8"
-    # Profiled services (the containerised load generator) are started by hscale on
-    # demand under compose; swarm has no profiles, and its load comes from this host.
-    doc["services"] = {k: v for k, v in doc["services"].items() if "profiles" not in v}
+    # Of the stores, only STORE's. Other profiled services (the containerised load
+    # generator) are started by hscale on demand under compose; swarm's load comes from
+    # this host.
+    services = {}
+    for name, service in doc["services"].items():
+        if name in STORE_SERVICES:
+            if name == store:
+                service.pop("profiles", None)
+                services[name] = service
+        elif "profiles" not in service:
+            services[name] = service
+    doc["services"] = services
+    doc["services"]["app"].setdefault("deploy", {})["replicas"] = 0  # hscale scales it
+    doc["networks"]["backend"]["attachable"] = True
     for service in doc["services"].values():
         service.pop("build", None)
         # DNS round-robin instead of an IPVS virtual IP: nginx resolves every task anyway

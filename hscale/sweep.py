@@ -307,7 +307,7 @@ def run_sweep(
             if s.ballast:
                 ballast.resize(max(s.sweep) - n)
             progress(f"{label}: verifying endpoints through nginx", base + 2)
-            verify(runtime.endpoint, runtime.replicas())
+            verify(runtime.endpoint, runtime.replicas(), shared=s.store != "memory")
             counter_before = read_counters(runtime.endpoint, runtime.replicas())
             users = s.users_at(n)
             out = rd.trial_dir(n, k, attempt)

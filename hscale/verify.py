@@ -28,7 +28,10 @@ def _expect(resp: requests.Response, status: int, what: str) -> dict:
         raise VerificationError(f"{what}: body is not JSON: {resp.text[:200]}") from exc
 
 
-def check_endpoints(base: str, session: requests.Session) -> None:
+def check_endpoints(base: str, session: requests.Session, shared: bool = True) -> None:
+    """Every endpoint answers correctly. With an unshared store (memory) two requests may
+    reach two replicas with states of their own, so only the shapes are checked: that the
+    state diverges is for the consistency check to measure, not a reason to stop."""
     get = lambda path: session.get(base + path, timeout=5)  # noqa: E731
     _expect(get("/healthz"), 200, "GET /healthz")
     _expect(get("/readyz"), 200, "GET /readyz")
@@ -36,12 +39,15 @@ def check_endpoints(base: str, session: requests.Session) -> None:
         raise VerificationError("GET /json: unexpected body")
     first = _expect(session.post(base + "/counter", timeout=5), 200, "POST /counter")["value"]
     second = _expect(session.post(base + "/counter", timeout=5), 200, "POST /counter")["value"]
-    if not (isinstance(first, int) and second > first):
+    if not (isinstance(first, int) and isinstance(second, int)) or (shared and second <= first):
         raise VerificationError(f"POST /counter does not increment: {first} then {second}")
     key, value = f"verify-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     _expect(session.put(f"{base}/kv/{key}", json={"value": value}, timeout=5), 200, "PUT /kv")
-    if _expect(get(f"/kv/{key}"), 200, "GET /kv")["value"] != value:
+    read = get(f"/kv/{key}")
+    if shared and _expect(read, 200, "GET /kv")["value"] != value:
         raise VerificationError("GET /kv does not return what PUT /kv stored")
+    if not shared and read.status_code not in (200, 404):
+        _expect(read, 200, "GET /kv")
     _expect(get("/work?ms=1"), 200, "GET /work?ms=1")
     _expect(get("/work?ms=abc"), 400, "GET /work?ms=abc (bad input)")
 
@@ -68,11 +74,11 @@ def check_replicas(
     )
 
 
-def verify(base: str, expected: list[str]) -> dict[str, int]:
+def verify(base: str, expected: list[str], shared: bool = True) -> dict[str, int]:
     with requests.Session() as session:
         # A reloading nginx closes idle keep-alive connections: retry those, never answers.
         session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
-        check_endpoints(base, session)
+        check_endpoints(base, session, shared)
         return check_replicas(base, expected, session)
 
 

@@ -1,6 +1,7 @@
 """The docker runtime: docker-compose.yml's stack (N app containers, each with its own
-CPU and memory limit, behind an nginx container, sharing a Redis container), CPU counters
-from the Docker Engine API."""
+CPU and memory limit, behind an nginx container, sharing the store container that STORE
+selects: redis, memcached, postgres, or none for memory), CPU counters from the Docker
+Engine API."""
 
 from __future__ import annotations
 
@@ -22,11 +23,24 @@ from hscale.cgroups import CpuCounters
 from hscale.compose import Compose, command
 from hscale.procs import StartupError, cpu_seconds, port_in_use
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
+from hscale.runtimes.local_stores import max_connections
 from hscale.settings import Settings, UsageError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 SAMPLE_S = 0.5
+# docker-compose.yml's service for each STORE (memory: none, each app process keeps its
+# own), and the command that prints the version of what runs in it.
+STORE_SERVICES = {"redis": "redis", "memcached": "memcached", "postgres": "postgres"}
+STORE_VERSION = {
+    "redis": ["redis-server", "--version"],
+    "memcached": ["memcached", "-V"],
+    "postgres": ["postgres", "--version"],
+}
+# The app's command that creates the store's schema (idempotent), run once before replicas;
+# --wait covers a store that passed its healthcheck a moment before it accepts the role.
+INIT_STORE = ("python", "-m", "refapp.init_store", "--wait", "30")
+STORES_NEEDING_INIT = ("postgres",)
 
 
 def engine() -> docker.DockerClient:
@@ -57,6 +71,8 @@ class DockerRuntime(Runtime):
         # Letters and digits only: compose v1 strips anything else from project names.
         self.project = "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
         self.password = secrets.token_hex(16)  # per run; never written to disk
+        self.postgres_password = secrets.token_hex(16)  # likewise
+        self.store_service = STORE_SERVICES.get(settings.store)
         self.extra_env: dict[str, str] = {}
         self.client: docker.DockerClient | None = None
         self._started = False
@@ -94,7 +110,11 @@ class DockerRuntime(Runtime):
             **os.environ,
             "APP_IMAGE": f"hscale-app:{__version__}",
             "NGINX_PROXY_IMAGE": f"hscale-nginx:{__version__}",
+            "STORE": self.s.store,
             "REDIS_PASSWORD": self.password,
+            "POSTGRES_PASSWORD": self.postgres_password,
+            "POSTGRES_MAX_CONNECTIONS": str(max_connections(self.s)),
+            "POSTGRES_STORE_IMAGE": f"hscale-postgres:{__version__}",
             "WORKERS": str(self.s.workers),
             "WORKER_CLASS": self.s.worker_class,
             "THREADS": str(self.s.threads),
@@ -109,6 +129,8 @@ class DockerRuntime(Runtime):
     def compose(self) -> Compose:
         # The loadgen profile only when asked for: its image takes a while to build.
         profiles = ("loadgen",) if self.s.loadgen_workers else ()
+        if self.s.store in ("memcached", "postgres"):  # redis has no profile: the default
+            profiles += (self.s.store,)
         return Compose(self.project, self.env(), profiles)
 
     def loadgen_launcher(self):
@@ -149,11 +171,39 @@ class DockerRuntime(Runtime):
 
     def start(self, n: int) -> None:
         self._started = True
-        self.extra_env = images.build(self.compose(), self.s.offline, self.log)
+        self.extra_env = images.build(self.compose(), self.s.offline, self.log, self.s.store)
+        self._start_store()
         self.resize(n)
 
+    def _start_store(self) -> None:
+        """The store alone, healthy, then the app's init-store command once: all before
+        any replica starts."""
+        if self.store_service is None:
+            return
+        self.log(f"store: starting {self.store_service}")
+        self.compose().run("up", "-d", self.store_service)
+        self._wait_healthy(self.store_service)
+        if self.s.store in STORES_NEEDING_INIT:
+            self.log(f"store: {' '.join(INIT_STORE)}")
+            self.compose().run("run", "--rm", "--no-deps", "-T", "app", *INIT_STORE)
+
+    def _wait_healthy(self, service: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._containers(service)
+            if found and _health(found[0]) == "healthy":
+                return
+            if time.monotonic() > deadline:
+                state = _health(found[0]) if found else "not running"
+                raise StartupError(
+                    f"the {service} container is not healthy after {timeout:g} s: {state}"
+                )
+            time.sleep(0.5)
+
     def resize(self, n: int) -> None:
-        self.compose().run("up", "-d", "--no-recreate", "--scale", f"app={n}")
+        # Named services: a bare `up` would also start redis (it has no profile) whatever
+        # STORE is.
+        self.compose().run("up", "-d", "--no-recreate", "--scale", f"app={n}", "app", "nginx")
         deadline = time.monotonic() + 90
         while True:
             apps = self._containers("app")
@@ -175,13 +225,17 @@ class DockerRuntime(Runtime):
                 for c in self._containers("app")
             ),
             Component("nginx", "proxy", None),
-            Component("store", "store", None),
+            # memory: no store container, so no store component
+            *([Component("store", "store", None)] if self.store_service else []),
             Component("engine", "overhead", None),
         ]
 
     def counters(self) -> dict[str, CpuCounters]:
         named = {_hostname(c): c for c in self._containers("app")}
-        for name, service in (("nginx", "nginx"), ("store", "redis")):
+        services = [("nginx", "nginx")]
+        if self.store_service:
+            services.append(("store", self.store_service))
+        for name, service in services:
             found = self._containers(service)
             if not found:
                 raise StartupError(f"the {service} container is not running")
@@ -221,6 +275,8 @@ class DockerRuntime(Runtime):
                 "project": self.project,
                 "images_path": "registry-less (Debian base)" if offline else "registry",
                 "base_image": images.base_tag() if offline else None,
+                "store": self._store_details(),
+                "init_store": " ".join(INIT_STORE) if self.s.store in STORES_NEEDING_INIT else None,
                 "replica_memory": self.s.replica_memory,
                 "gunicorn": {
                     "workers": self.s.workers,
@@ -240,6 +296,46 @@ class DockerRuntime(Runtime):
         self.leftovers(remove=True)
 
     # -- helpers -------------------------------------------------------------------
+    def _store_details(self) -> dict:
+        if self.store_service is None:
+            return {
+                "name": "memory",
+                "service": None,
+                "shared": False,
+                "note": "in-process, not shared: each app process has its own dict, so a "
+                "read that lands on another replica or worker misses",
+            }
+        # postgres: an image built FROM a base; redis and memcached: the base itself.
+        base_var = images.STORE_IMAGE_VARS.get(self.s.store, "REDIS_IMAGE")
+        base = self.extra_env.get(base_var) or images.compose_default(base_var)
+        built = self.env()["POSTGRES_STORE_IMAGE"] if self.s.store == "postgres" else None
+        return {
+            "name": self.s.store,
+            "service": self.store_service,
+            "image": built or base,
+            "base_image": base,
+            "version": self._store_version(),
+            "auth": {
+                "redis": "password generated per run",
+                "postgres": "scram-sha-256, role hscale, password generated per run",
+                "memcached": "none (ASCII protocol has none): internal network only",
+            }[self.s.store],
+        }
+
+    def _store_version(self) -> str | None:
+        """Asked of the running store container (None before it starts)."""
+        if self.client is None or not self._started:
+            return None
+        found = self._containers(self.store_service)
+        if not found:
+            return None
+        try:
+            code, out = found[0].exec_run(STORE_VERSION[self.s.store])
+        except (DockerException, requests.RequestException):
+            return None
+        lines = out.decode(errors="replace").strip().splitlines()
+        return lines[0] if code == 0 and lines else None
+
     def log(self, message: str) -> None:
         from hscale.console import err_console
 

@@ -1,15 +1,15 @@
-"""The local runtime: redis-server, N gunicorn replicas and nginx as plain processes on
-127.0.0.1, each replica under its own cgroup CPU quota where the OS allows."""
+"""The local runtime: the store (redis-server, memcached, postgres, or none for memory),
+N gunicorn replicas and nginx as plain processes on 127.0.0.1, each replica under its own
+cgroup CPU quota where the OS allows."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
+import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,24 +22,14 @@ from hscale.procs import (
     port_in_use,
     tree_cpu_seconds,
     wait_http,
-    wait_tcp,
 )
+from hscale.runtimes import local_stores
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
+from hscale.runtimes.binaries import find_binary
 from hscale.settings import Settings, UsageError
 
-SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-INSTALL_HINT = {"nginx": "nginx", "redis-server": "redis-server"}
-
-
-def find_binary(name: str) -> str:
-    """Path of a system binary, or a UsageError saying how to get it."""
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
-    if not found:
-        raise UsageError(
-            f"{name} not found: install it with `apt-get install {INSTALL_HINT[name]}` "
-            "(`make setup` does this when run as root)"
-        )
-    return found
+# The app's command that creates the store's schema (idempotent), run once before replicas.
+INIT_STORE = ("-m", "refapp.init_store")
 
 
 @dataclass
@@ -58,7 +48,11 @@ class LocalRuntime(Runtime):
         self.mode, self.reason = cgroups.detect()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"hscale-{run_id}-"))
         self.replica_list: list[Replica] = []
-        self.store: ManagedProcess | None = None
+        self.store = local_stores.create(
+            local_stores.StoreRun(
+                settings, run_id, self.tmp, self.workdir / "logs", lambda n, a: self._spawn(n, a)
+            )
+        )
         self.nginx: ManagedProcess | None = None
         self.groups: dict[str, CpuGroup] = {}
         self._stopped = False
@@ -66,8 +60,10 @@ class LocalRuntime(Runtime):
     # -- interface -----------------------------------------------------------------
     def preflight(self) -> None:
         self.nginx_bin = find_binary("nginx")
-        self.redis_bin = find_binary("redis-server")
-        ports = {"PORT (nginx)": self.s.port, "STORE_PORT (redis)": self.s.store_port}
+        self.store.preflight()
+        ports = {"PORT (nginx)": self.s.port}
+        if self.store.uses_port:
+            ports[f"STORE_PORT ({self.s.store})"] = self.s.store_port
         ports |= {
             f"APP_PORT+{i} (replica {i + 1})": self.s.app_port + i for i in range(max(self.s.sweep))
         }
@@ -105,14 +101,15 @@ class LocalRuntime(Runtime):
         return [
             *(Component(r.name, "replica", budget) for r in self.replica_list),
             Component("nginx", "proxy", None),
-            Component("store", "store", None),
+            # memory: no store process, so no store component
+            *([Component("store", "store", None)] if self.store.process else []),
         ]
 
     def counters(self) -> dict[str, CpuCounters]:
         out: dict[str, CpuCounters] = {}
         procs = {r.name: r.proc for r in self.replica_list} | {
             "nginx": self.nginx,
-            "store": self.store,
+            "store": self.store.process,
         }
         for name, proc in procs.items():
             group = self.groups.get(name)
@@ -123,6 +120,7 @@ class LocalRuntime(Runtime):
         return out
 
     def info(self) -> RuntimeInfo:
+        store = self.store.details()
         return RuntimeInfo(
             name=self.name,
             cpu_limits="none" if self.mode == "none" else f"cgroup-{self.mode}",
@@ -130,7 +128,9 @@ class LocalRuntime(Runtime):
             details={
                 "cfs_period_us": cgroups.PERIOD_US,
                 "nginx": self.nginx_bin,
-                "redis_server": self.redis_bin,
+                **({"redis_server": store["binary"]} if self.s.store == "redis" else {}),
+                "store": store,
+                "init_store": " ".join(["python", *INIT_STORE]) if self.store.needs_init else None,
                 "gunicorn": {
                     "workers": self.s.workers,
                     "worker_class": self.s.worker_class,
@@ -145,9 +145,10 @@ class LocalRuntime(Runtime):
             return
         self._stopped = True
         # Entry point first, so nothing new arrives while the replicas drain.
-        for proc in [self.nginx, *(r.proc for r in reversed(self.replica_list)), self.store]:
+        for proc in [self.nginx, *(r.proc for r in reversed(self.replica_list))]:
             if proc is not None:
                 proc.stop()
+        self.store.stop()
         for group in self.groups.values():
             group.remove()
         self.groups.clear()
@@ -179,34 +180,26 @@ class LocalRuntime(Runtime):
         )
 
     def _start_store(self) -> None:
-        port = self.s.store_port
-        (self.tmp / "redis").mkdir()
-        self.store = self._spawn(
-            "store",
-            [
-                self.redis_bin,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp / "redis"),
-                "--daemonize",
-                "no",
-            ],
-        )
-        wait_tcp(port, self.store)
-        deadline = time.monotonic() + 10
-        while not redis_ping(port):
-            if time.monotonic() > deadline:
-                raise StartupError(
-                    f"redis-server on port {port} does not answer PING; log {self.store.log}"
-                )
-            time.sleep(0.05)
+        self.store.start()
+        if self.store.needs_init:
+            self._init_store()
+
+    def _init_store(self) -> None:
+        """The app's init-store command, once, with a replica's store environment."""
+        log = self.workdir / "logs" / "init-store.log"
+        with open(log, "ab") as out:
+            done = subprocess.run(
+                [sys.executable, *INIT_STORE],
+                cwd=paths.APP_DIR,
+                env=child_env(self.run_id, self.store.app_env()),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
+        if done.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
+            raise StartupError(f"init-store failed with code {done.returncode}; log {log}:\n{tail}")
 
     def _start_replica(self, index: int) -> None:
         name, port = f"replica-{index}", self.s.app_port + index - 1
@@ -216,7 +209,7 @@ class LocalRuntime(Runtime):
             "GUNICORN_WORKER_CLASS": self.s.worker_class,
             "GUNICORN_THREADS": str(self.s.threads),
             "APP_REPLICA": name,
-            "APP_REDIS_URL": f"redis://127.0.0.1:{self.s.store_port}/0",
+            **self.store.app_env(),
         }
         argv = [sys.executable, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
         proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=paths.APP_DIR)
@@ -260,12 +253,3 @@ class LocalRuntime(Runtime):
             raise StartupError(f"nginx rejected its new configuration; see {check.log}")
         check.stop()
         os.kill(self.nginx.pid, signal.SIGHUP)
-
-
-def redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False

@@ -7,11 +7,11 @@ from __future__ import annotations
 import subprocess
 import time
 
-from hscale import images, paths
+from hscale import __version__, images, paths
 from hscale.compose import COMPOSE_FILE
 from hscale.procs import StartupError
 from hscale.runtimes.base import RuntimeInfo
-from hscale.runtimes.docker import DockerRuntime, engine
+from hscale.runtimes.docker import INIT_STORE, STORES_NEEDING_INIT, DockerRuntime, engine
 from hscale.settings import UsageError
 from hscale.stackfile import stack_file
 
@@ -49,14 +49,40 @@ class SwarmRuntime(DockerRuntime):
 
     def start(self, n: int) -> None:
         self._started = True
-        self.extra_env = images.build(self.compose(), self.s.offline, self.log)
-        text, self.dropped = stack_file(COMPOSE_FILE.read_text())
+        self.extra_env = images.build(self.compose(), self.s.offline, self.log, self.s.store)
+        text, self.dropped = stack_file(COMPOSE_FILE.read_text(), self.s.store)
         for note in self.dropped:
             self.log(f"swarm: {note}")
         path = self.workdir / "stack.yml"  # variables unfilled: no password in it
         path.write_text(text)
         self._docker("stack", "deploy", "--compose-file", str(path), self.project)
+        self._start_store()
         self.resize(n)
+
+    def _start_store(self) -> None:
+        """The stack deployed the store and no replica: wait for the store's task (swarm
+        reports it running once its healthcheck passes), then create the schema from a
+        one-off container of the app image on the stack's backend network."""
+        if self.store_service is None:
+            return
+        deadline = time.monotonic() + 90
+        while not self._running_tasks(self.store_service):
+            if time.monotonic() > deadline:
+                raise StartupError(f"swarm: no running {self.store_service} task after 90 s")
+            time.sleep(0.5)
+        if self.s.store not in STORES_NEEDING_INIT:
+            return
+        dsn = f"postgresql://hscale:{self.postgres_password}@postgres:5432/hscale"
+        env = {"APP_STORE": self.s.store, "APP_POSTGRES_DSN": dsn}
+        self._docker(
+            "run", "--rm", "--network", f"{self.project}_backend",
+            "--label", f"{STACK_LABEL}={self.project}",
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+            # names only: the values come from this process's environment, not argv
+            *(arg for name in env for arg in ("-e", name)),
+            f"hscale-app:{__version__}", *INIT_STORE,
+            extra_env=env,
+        )  # fmt: skip
 
     def resize(self, n: int) -> None:
         self._docker("service", "scale", "--detach", f"{self.project}_app={n}")
@@ -101,10 +127,10 @@ class SwarmRuntime(DockerRuntime):
         tasks = svc.tasks(filters={"desired-state": "running"})
         return [t for t in tasks if t["Status"]["State"] == "running"]
 
-    def _docker(self, *args: str, check: bool = True) -> None:
+    def _docker(self, *args: str, check: bool = True, extra_env: dict | None = None) -> None:
         done = subprocess.run(
             ["docker", *args],
-            env=self.env(),
+            env={**self.env(), **(extra_env or {})},
             cwd=paths.ROOT,
             capture_output=True,
             text=True,
