@@ -82,6 +82,12 @@ def print_summary(summary: dict, run_path: str) -> None:
             console.print(f"  N={p['replicas']} [red]invalid[/red]: {note}", highlight=False)
         for note in p.get("warnings", []):
             console.print(f"  N={p['replicas']} [yellow]note[/yellow]: {note}", highlight=False)
+    checked = summary.get("consistency")
+    if checked:
+        if checked["consistent"]:
+            console.print("consistency: the store's state matches what was acknowledged")
+        for problem in checked["problems"]:
+            console.print(f"[red]inconsistent[/red]: {problem}", highlight=False)
     analysis = summary.get("analysis")
     if analysis:
         console.print(f"\n[bold]verdict[/bold]: {analysis['verdict']}", highlight=False)
