@@ -246,3 +246,20 @@ def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):
     )
     (run,) = run_dirs(results)
     return done, run, json.loads((run / "summary.json").read_text())
+
+
+class CliRun:
+    """A finished run of the CLI: its directory, summary, manifest and output."""
+
+    def __init__(self, path: Path, done: subprocess.CompletedProcess[str]) -> None:
+        self.path, self.done = path, done
+        self.summary = json.loads((path / "summary.json").read_text())
+        self.manifest = json.loads((path / "manifest.json").read_text())
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def why(self) -> str:
+        d = self.done
+        return f"exit {d.returncode}\nstdout:\n{d.stdout[-3000:]}\nstderr:\n{d.stderr[-3000:]}"

@@ -6,16 +6,17 @@ store settings are the local runtime's."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 import yaml
+from hscale_testkit import (
+    CliRun as Run,
+)
 from hscale_testkit import (
     clean_up_run,
     compose_project_name,
@@ -50,21 +51,6 @@ def test_compose_store_settings_are_the_local_runtimes():
 
 
 # -- a sweep through the CLI --------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, path: Path, done: subprocess.CompletedProcess[str]) -> None:
-        self.path, self.done = path, done
-        self.summary = json.loads((path / "summary.json").read_text())
-        self.manifest = json.loads((path / "manifest.json").read_text())
-
-    @property
-    def run_id(self) -> str:
-        return self.path.name
-
-    def why(self) -> str:
-        d = self.done
-        return f"exit {d.returncode}\nstdout:\n{d.stdout[-3000:]}\nstderr:\n{d.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

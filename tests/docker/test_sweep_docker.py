@@ -7,17 +7,18 @@ and volume of the tests' compose projects is removed afterwards."""
 from __future__ import annotations
 
 import ast
-import json
 import re
 import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 import requests
+from hscale_testkit import (
+    CliRun as Run,
+)
 from hscale_testkit import (
     clean_up_run,
     compose_project_name,
@@ -45,21 +46,6 @@ HOSTNAME = re.compile(r"[0-9a-f]{12}")  # a container's default hostname: its sh
 
 
 # -- a sweep through the CLI --------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, path: Path, done: subprocess.CompletedProcess[str]) -> None:
-        self.path, self.done = path, done
-        self.summary = json.loads((path / "summary.json").read_text())
-        self.manifest = json.loads((path / "manifest.json").read_text())
-
-    @property
-    def run_id(self) -> str:
-        return self.path.name
-
-    def why(self) -> str:
-        d = self.done
-        return f"exit {d.returncode}\nstdout:\n{d.stdout[-3000:]}\nstderr:\n{d.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
