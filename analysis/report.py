@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from analysis import figures, plot
+from analysis import consistency, figures, plot
 
 SCHEMA_VERSION = 2  # the summary.json schema this module reads
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,7 +34,7 @@ CAPTIONS = {
 # Knobs that define a measurement, in the order `make bench` takes them (ports and the
 # results directory are where it ran, not what was measured).
 REPRO_KNOBS = (
-    "runtime", "scenario", "sweep", "trials", "ci_target", "max_trials", "load", "rate",
+    "runtime", "scenario", "store", "sweep", "trials", "ci_target", "max_trials", "load", "rate",
     "duration", "warmup", "users", "users_per_replica", "loadgen_workers", "replica_cpus",
     "replica_memory", "workers", "worker_class", "threads", "ballast",
 )  # fmt: skip
@@ -67,9 +67,26 @@ def pct(value: float | None) -> str:
     return MISSING if value is None else f"{value:.0%}"
 
 
+def count(value: int | None) -> str:
+    return MISSING if value is None else f"{value:,}"
+
+
+def share(value: float | None) -> str:
+    """A share that stays readable when small: 37%, 6.7%, <0.1%."""
+    if value is None:
+        return MISSING
+    if value == 0 or value >= 0.1:
+        return f"{value:.0%}"
+    return f"{value:.1%}" if value >= 0.001 else "<0.1%"
+
+
 def bottleneck(point: Mapping) -> str:
     b = point.get("bottleneck")
-    return MISSING if not b else f"{b['component']} ({pct(b.get('util_of_budget'))} of budget)"
+    if not b:
+        return MISSING
+    # No quota of its own (the store, nginx): judged against one core, and so said.
+    of = "one core" if b.get("budget_assumed") and b.get("budget_cpus") == 1 else "budget"
+    return f"{b['component']} ({pct(b.get('util_of_budget'))} of {of})"
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -204,6 +221,122 @@ def fit_rows(analysis: Mapping | None) -> list[tuple[str, str]]:
     ]
 
 
+# -- consistency ---------------------------------------------------------------------------
+CONSISTENCY_KINDS = tuple(consistency.READ_KINDS)  # "kv", "session"
+
+
+def consistency_ok(checked: Mapping | None) -> bool | None:
+    """True or False from a run's consistency summary; None when nothing was checked (an
+    older summary, no finished trial, or a scenario with no counter or own-write reads)."""
+    if not checked or not checked.get("trials"):
+        return None
+    if not any(k in checked for k in ("counter", *CONSISTENCY_KINDS)):
+        return None
+    return bool(checked.get("consistent"))
+
+
+def consistency_line(checked: Mapping | None) -> str:
+    """The run's verdict on its shared state, with the numbers either way."""
+    if not checked:
+        return "Not checked: this run's summary has no consistency check of the shared state."
+    trials = checked.get("trials") or 0
+    if not trials:
+        return "Not checked yet: no finished trial."
+    if consistency_ok(checked) is None:
+        return (
+            f"Nothing to check in {trials} trial(s): the load incremented no counter and read "
+            "none of its own writes."
+        )
+    if not checked.get("consistent"):
+        bad = checked.get("inconsistent_trials")
+        return (
+            f"Not consistent in {bad} of {trials} trial(s): "
+            + "; ".join(checked.get("problems") or ["no problem recorded"])
+            + "."
+        )
+    parts = []
+    c = checked.get("counter")
+    if c:
+        sent = f"{c['acknowledged']:,} of {c['attempts']:,} increments acknowledged"
+        if c.get("delta") is None:
+            parts.append(f"counter: {sent}; it was not read before and after every trial")
+        else:
+            parts.append(
+                f"the counter rose by {c['delta']:,} with {sent} (acknowledged <= rise <= sent)"
+                + (", the same through every replica" if c.get("replicas_agree") else "")
+            )
+    for kind in CONSISTENCY_KINDS:
+        r = checked.get(kind)
+        if r:
+            parts.append(f"{kind}: none of {r['reads']:,} reads of own writes missing or stale")
+    return f"Consistent in all {trials} trial(s): " + "; ".join(parts) + "."
+
+
+def _by_replica(c: Mapping) -> str:
+    """Whether the replicas read the same counter; if not, what each counted (or says)."""
+    agree = c.get("replicas_agree")
+    if agree is None:
+        return "not read"
+    if agree:
+        return "yes"
+    deltas = c.get("by_replica_delta")
+    values = deltas or c.get("by_replica_after") or {}
+    sign = "+" if deltas else "= "
+    return "no: " + ", ".join(f"{r} {sign}{v:,}" for r, v in sorted(values.items()))
+
+
+def _bad_reads(reads: Mapping, what: str) -> str:
+    n = reads.get(what) or 0
+    return f"{n:,} ({share(reads.get(f'{what}_share'))})" if n else "0"
+
+
+def consistency_table(summary: Mapping) -> tuple[list[str], list[dict[str, Any]]]:
+    """(header, rows) of the per-trial check, with columns only for what the run checked;
+    each row is {"cells", "consistent" (None: not checked), "problems"}."""
+    trials = sorted(summary.get("trials") or [], key=lambda t: (t["replicas"], t["trial"]))
+    judged = [t.get("consistency") or {} for t in trials]
+    counter = any("counter" in j for j in judged)
+    kinds = [k for k in CONSISTENCY_KINDS if any(k in j for j in judged)]
+    header = ["N", "trial", "consistent"]
+    if counter:
+        header += [
+            "counter attempts",
+            "acknowledged",
+            "delta",
+            "acknowledged ≤ delta ≤ attempts",
+            "replicas agree (delta by replica)",
+        ]
+    for kind in kinds:
+        header += [f"{kind} reads", f"{kind} missing", f"{kind} stale"]
+    rows = []
+    for t, j in zip(trials, judged, strict=True):
+        ok = j.get("consistent") if j else None
+        cells = [
+            str(t["replicas"]),
+            str(t["trial"]),
+            {True: "yes", False: "no"}.get(ok, "not checked"),
+        ]
+        if counter:
+            c = j.get("counter")
+            if c:
+                bound = {True: "yes", False: "no"}.get(c.get("bound_ok"), "not checked")
+                cells += [
+                    count(c["attempts"]), count(c["acknowledged"]), count(c.get("delta")), bound,
+                    _by_replica(c),
+                ]  # fmt: skip
+            else:
+                cells += [MISSING] * 5
+        for kind in kinds:
+            r = j.get(kind)
+            cells += (
+                [count(r["reads"]), _bad_reads(r, "missing"), _bad_reads(r, "stale")]
+                if r
+                else [MISSING] * 3
+            )
+        rows.append({"cells": cells, "consistent": ok, "problems": list(j.get("problems") or [])})
+    return header, rows
+
+
 def meta(summary: Mapping) -> list[str]:
     """The page's subtitle: what ran, where, how, when."""
     load, plan = summary.get("load") or {}, summary.get("trial_plan") or {}
@@ -290,6 +423,8 @@ def headline(summary: Mapping) -> str:
 def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -> str:
     """report.md: verdict, table per N, model, how to reproduce, machine, figure links."""
     lines = [f"### {headline(summary)}", "", verdict(summary), ""]
+    if consistency_ok(summary.get("consistency")) is False:  # wrong results come first
+        lines += [f"**{consistency_line(summary['consistency'])}**", ""]
     if summary.get("error"):
         lines += [f"**{summary['status']}**: {summary['error']}", ""]
     lines += [
@@ -306,6 +441,7 @@ def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -
         "",
         model_line(summary.get("analysis"), summary.get("analysis_error")),
         "",
+        *consistency_markdown(summary),
         f"Reproduce: `{reproduce_command(manifest)}`",
         "",
         f"Machine: {machine_line(manifest)}",
@@ -314,6 +450,20 @@ def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -
         "",
     ]
     return "\n".join(lines)
+
+
+def consistency_markdown(summary: Mapping) -> list[str]:
+    """The Consistency section of report.md: the run's verdict, then a row per trial."""
+    checked = summary.get("consistency")
+    lines = ["#### Consistency", "", consistency_line(checked), ""]
+    header, rows = consistency_table(summary)
+    if consistency_ok(checked) is None or not rows:
+        return lines
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [f"**{c}**" if c == "no" else c for c in r["cells"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def environment() -> jinja2.Environment:
@@ -351,6 +501,9 @@ def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
             models=model_rows(analysis),
             model_line=model_line(analysis, summary.get("analysis_error")),
             retried=retried_rows(summary),
+            consistency=consistency_line(summary.get("consistency")),
+            consistency_ok=consistency_ok(summary.get("consistency")),
+            consistency_table=consistency_table(summary),
             fit=fit_rows(analysis),
             manifest=manifest_rows(manifest),
             reproduce=reproduce_command(manifest),

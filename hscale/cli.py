@@ -195,6 +195,7 @@ def cmd_compare_stores(args: argparse.Namespace) -> int:
             data = comparison(load_runs(runs))
             page = write_files(data, cdir / "comparison")
             console.print(ratio_table(data), highlight=False)
+            console.print(f"\n[bold]ranking[/bold]: {data['ranking']['text']}", highlight=False)
             console.print(f"comparison: {page}", highlight=False)
     except Exception as exc:  # noqa: BLE001  (reported; the measurements stand)
         err_console.print(f"hscale: the reports failed ({type(exc).__name__}: {exc})")

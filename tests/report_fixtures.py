@@ -6,7 +6,10 @@ E(2) > 1, as seen on real 2-core hosts) and one trial at the largest N invalid (
 generator saturated). Each has a raw tally.json with a per-second series (warm-up
 included) and a real encoded HdrHistogram. Points and the analysis come from the same
 functions hscale.sweep calls (analysis.aggregate, analysis.analyze), so the fixture has
-the shape a real run has.
+the shape a real run has. With `consistency` set, each trial is judged, and the run
+summarized, by analysis.consistency as hscale.sweep does: "shared" (a redis-like store:
+one counter, every own write read back) or "memory" (per-process state: from N = 2 the
+counters diverge and reads through another replica miss or go stale).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from xml.etree import ElementTree
 from hdrh.histogram import HdrHistogram
 from PIL import Image
 
-from analysis import aggregate, analyze, usl
+from analysis import aggregate, analyze, consistency, usl
 from analysis.latency import percentiles_ms
 
 REPLICA_CPUS, HOST_CPUS = 0.2, 2
@@ -48,6 +51,11 @@ class RunSpec:
     seed: int = 7
     status: str = "complete"
     scenario: str = "counter"
+    store: str = "redis"
+    store_process: bool = True  # a store component of its own (memory's is in each replica)
+    store_demand_ms: float = 0.1  # store CPU ms per request, on top of 0.02 cores
+    consistency: str | None = None  # "shared", "memory" or None: no check (older summaries)
+    loadgen_cpus: float = 1.0  # the load generator's budget (one core per Locust process)
     extra: dict = field(default_factory=dict)  # top-level summary overrides
 
 
@@ -68,7 +76,7 @@ def _series(rng: random.Random, rps: float, warmup_s: float, duration_s: float) 
     return rows
 
 
-def _components(n: int, rps: float, saturated: bool) -> dict[str, dict]:
+def _components(spec: RunSpec, n: int, rps: float, saturated: bool) -> dict[str, dict]:
     def comp(kind: str, cores: float, budget: float | None) -> dict:
         return {
             "kind": kind,
@@ -84,10 +92,49 @@ def _components(n: int, rps: float, saturated: bool) -> dict[str, dict]:
         f"replica-{i}": comp("replica", REPLICA_CPUS * 0.97, REPLICA_CPUS) for i in range(1, n + 1)
     }
     out["nginx"] = comp("proxy", 0.05 + 0.0002 * rps, None)
-    out["store"] = comp("store", 0.02 + 0.0001 * rps, None)
-    out["loadgen"] = comp("loadgen", 0.95 if saturated else 0.3 + 0.0005 * rps, 1.0)
+    if spec.store_process:
+        out["store"] = comp("store", 0.02 + spec.store_demand_ms * rps / 1000, None)
+    busy = 0.95 * spec.loadgen_cpus if saturated else 0.3 + 0.0005 * rps
+    out["loadgen"] = comp("loadgen", busy, spec.loadgen_cpus)
     out["overhead"] = comp("overhead", 0.03, None)
     return out
+
+
+def _checked(
+    spec: RunSpec, n: int, requests: int, seq: int
+) -> tuple[dict, dict[str, int], dict[str, int]]:
+    """(the listener's consistency counts, GET /counter per replica before, after) of a
+    mixed load: a quarter of the requests increment, a third read kv, a sixth sessions."""
+    acked = requests // 4
+    reads = {"kv": requests // 3, "session": requests // 6}
+    names = [f"replica-{i}" for i in range(1, n + 1)]
+    wrong = spec.consistency == "memory" and n > 1
+    # A read through another replica than the write's misses; now and then one finds an
+    # older write there (stale).
+    away = (n - 1) / n if wrong else 0.0
+    missing = {"kv": 0.4 * away, "session": 0.5 * away}
+    stale = {"kv": 0.1 * away, "session": 0.03 * away}
+    counts = {
+        "counter": {"attempts": acked + 4, "acknowledged": acked, "failed": 1, "abandoned": 3},
+        **{
+            kind: {
+                "writes": r // 3,
+                "reads": r,
+                "missing": round(r * missing[kind]),
+                "stale": round(r * stale[kind]),
+                "failed": 0,
+            }
+            for kind, r in reads.items()
+        },
+    }
+    if wrong:  # each replica counts only the increments it served: uneven under load
+        before = dict.fromkeys(names, 0)
+        weights = [1 + 0.03 * (n - i) for i in range(n)]
+        after = {r: round(acked * w / sum(weights)) for r, w in zip(names, weights, strict=True)}
+    else:  # one shared counter, read the same through every replica; 2 unacknowledged landed
+        before = dict.fromkeys(names, 1000 * seq)
+        after = dict.fromkeys(names, 1000 * seq + acked + 2)
+    return counts, before, after
 
 
 def _trial(spec: RunSpec, rng: random.Random, n: int, k: int, seq: int) -> tuple[dict, dict]:
@@ -133,7 +180,7 @@ def _trial(spec: RunSpec, rng: random.Random, n: int, k: int, seq: int) -> tuple
         "failure_rate": round(3 / requests, 5),
         "latency_ms": lat,
         "per_replica_requests": per_replica,
-        "components": _components(n, rps, invalid),
+        "components": _components(spec, n, rps, invalid),
         "host": {"cpus": HOST_CPUS, "busy_cores": round(n * REPLICA_CPUS + 0.6, 2)},
         "loadgen_cpu_warnings": tally["cpu_warnings"],
         "series": series,
@@ -153,7 +200,39 @@ def _trial(spec: RunSpec, rng: random.Random, n: int, k: int, seq: int) -> tuple
         "errors": tally["errors"],
         "raw": raw,
     }
+    if spec.consistency:  # as hscale.sweep records it
+        tally["consistency"], before, after = _checked(spec, n, requests, seq)
+        trial["consistency"] = consistency.judge(tally["consistency"], before, after)
     return trial, tally
+
+
+def redis_like(run_id: str = "20250102-050000-mixed-redis1") -> RunSpec:
+    """A shared store that is right, and whose single thread saturates at N = 4."""
+    return RunSpec(
+        run_id=run_id,
+        scenario="mixed",
+        invalid=None,
+        seed=5,
+        store_demand_ms=1.0,
+        consistency="shared",
+    )
+
+
+def memory_like(run_id: str = "20250102-050000-mixed-memor1") -> RunSpec:
+    """Per-process state: faster (no store round trip) and, from N = 2, wrong."""
+    return RunSpec(
+        run_id=run_id,
+        scenario="mixed",
+        store="memory",
+        lam=450.0,
+        sigma=0.02,
+        kappa=0.002,
+        invalid=None,
+        seed=13,
+        store_process=False,
+        consistency="memory",
+        loadgen_cpus=2.0,  # two Locust processes keep up with it
+    )
 
 
 def manifest(spec: RunSpec) -> dict:
@@ -182,6 +261,7 @@ def manifest(spec: RunSpec) -> dict:
         "config": {
             "sweep": list(spec.ns),
             "scenario": spec.scenario,
+            "store": spec.store,
             "trials": spec.trials,
             "ci_target": 0.0,
             "max_trials": 10,
@@ -249,6 +329,8 @@ def make_run(root: Path, spec: RunSpec | None = None) -> Path:
         "analysis": None,
         "analysis_error": None,
     }
+    if spec.consistency:
+        summary["consistency"] = consistency.summarize([t["consistency"] for t in trials])
     if len(points) >= 2:  # as hscale.sweep does
         summary["analysis"] = analyze.analyze(analyze.measurements_from_summary(summary), points)
     summary.update(spec.extra)

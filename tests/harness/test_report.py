@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shlex
@@ -19,6 +20,8 @@ from report_fixtures import (
     assert_svg,
     embedded_png,
     make_run,
+    memory_like,
+    redis_like,
 )
 
 from analysis import figures, plot, report, usl
@@ -232,3 +235,110 @@ def test_a_run_that_failed_before_any_trial_still_gets_a_report(tmp_path: Path):
     page = assert_self_contained(report.write_report(run).read_text())
     assert len(page.imgs) == len(FIGURES)  # placeholders saying there is nothing to draw
     assert "nginx did not start" in (run / "report.md").read_text()
+
+
+# -- consistency ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A shared (redis-like) and a per-process (memory-like) run, with their reports."""
+    root = tmp_path_factory.mktemp("results")
+    runs = {"redis": make_run(root, redis_like()), "memory": make_run(root, memory_like())}
+    for path in runs.values():
+        report.write_report(path)
+    return runs
+
+
+def raw_counts(run: Path) -> dict[tuple[int, int], dict]:
+    """What the listener counted per (N, trial), from the raw tallies, not the summary."""
+    summary = json.loads((run / "summary.json").read_text())
+    return {
+        (t["replicas"], t["trial"]): json.loads((run / t["raw"] / "tally.json").read_text())[
+            "consistency"
+        ]
+        for t in summary["trials"]
+    }
+
+
+def test_consistent_run_says_so_with_its_numbers(checked: dict[str, Path]):
+    run = checked["redis"]
+    summary = json.loads((run / "summary.json").read_text())
+    counts = raw_counts(run)
+    acked = sum(c["counter"]["acknowledged"] for c in counts.values())
+    sent = sum(c["counter"]["attempts"] for c in counts.values())
+    text = (run / "report.html").read_text()
+    page = assert_self_contained(text)
+    assert "consistency-banner" not in text
+    line = f"Consistent in all 12 trial(s): the counter rose by {acked + 2 * 12:,} with "
+    assert line + f"{acked:,} of {sent:,} increments acknowledged" in text
+    kv_reads = sum(c["kv"]["reads"] for c in counts.values())
+    assert f"kv: none of {kv_reads:,} reads of own writes missing or stale" in text
+    header, *rows = page.tables["consistency-trials"]
+    assert header[:3] == ["N", "trial", "consistent"] and "session stale" in header
+    assert len(rows) == len(summary["trials"])
+    delta = header.index("delta")
+    for row in rows:
+        c = counts[(int(row[0]), int(row[1]))]["counter"]
+        assert row[2] == "yes" and row[delta + 1 : delta + 3] == ["yes", "yes"]
+        assert row[delta] == f"{c['acknowledged'] + 2:,}"  # the fixture lands 2 unacknowledged
+    assert "Consistent in all 12 trial(s)" in (run / "report.md").read_text()
+
+
+def test_memory_run_is_shown_wrong_with_the_numbers(checked: dict[str, Path]):
+    run = checked["memory"]
+    counts = raw_counts(run)
+    wrong = {key: c for key, c in counts.items() if key[0] > 1}
+    stale = sum(c["session"]["stale"] for c in counts.values())
+    reads = sum(c["session"]["reads"] for c in counts.values())
+    sessions = f"session: {stale:,} of {reads:,} reads after the user's own write stale"
+    diverge = f"counters diverge across replicas in {len(wrong)} of {len(counts)} trials"
+    raw = (run / "report.html").read_text()
+    page = assert_self_contained(raw)
+    text = html.unescape(raw)  # the page escapes the apostrophes of "user's"
+    banner = re.search(r'<p class="banner" id="consistency-banner">(.*?)</p>', text, re.S)
+    assert banner and diverge in banner.group(1) and sessions in banner.group(1)
+    verdict = re.search(r'<p id="consistency-verdict" class="flag">(.*?)</p>', text, re.S)
+    assert verdict and verdict.group(1).startswith(f"Not consistent in {len(wrong)} of 12")
+    header, *rows = page.tables["consistency-trials"]
+    agree, session_stale = header.index("replicas agree (delta by replica)"), -1
+    assert header[session_stale] == "session stale"
+    summary = json.loads((run / "summary.json").read_text())
+    for row in rows:
+        n, k = int(row[0]), int(row[1])
+        if n == 1:  # one replica cannot disagree with itself: memory is right at N = 1
+            assert row[2] == "yes" and row[agree] == "yes" and row[session_stale] == "0"
+            continue
+        assert row[2] == "no"
+        # what each replica counted: the fixture's uneven split of the acknowledged ones
+        trial = next(t for t in summary["trials"] if (t["replicas"], t["trial"]) == (n, k))
+        by_replica = trial["consistency"]["counter"]["by_replica_after"]
+        assert sum(by_replica.values()) == pytest.approx(
+            counts[(n, k)]["counter"]["acknowledged"], abs=n
+        )
+        assert row[agree] == "no: " + ", ".join(f"{r} +{v:,}" for r, v in by_replica.items())
+        s = counts[(n, k)]["session"]
+        assert row[session_stale].startswith(f"{s['stale']:,} (") and s["stale"] > 0
+    md = (run / "report.md").read_text()
+    top = md.split("| N |")[0]  # before the points table: wrong results come first
+    assert f"**Not consistent in {len(wrong)} of 12 trial(s): {diverge}" in top
+    assert sessions in md and "| **no** |" in md
+
+
+@pytest.mark.parametrize("absent", ["missing", "null"])
+def test_runs_without_a_consistency_check_say_not_checked(tmp_path: Path, absent: str):
+    extra = {"consistency": None} if absent == "null" else {}
+    run = make_run(tmp_path, RunSpec(trials=2, extra=extra))
+    assert ("consistency" in json.loads((run / "summary.json").read_text())) == (absent == "null")
+    text = report.write_report(run).read_text()
+    page = assert_self_contained(text)
+    assert "consistency-trials" not in page.tables and "consistency-banner" not in text
+    assert re.search(r'<p id="consistency-verdict" class="">Not checked: ', text)
+    assert "\nNot checked: " in (run / "report.md").read_text()
+
+
+def test_consistency_line_when_nothing_was_checked():
+    assert report.consistency_line({"trials": 0, "inconsistent_trials": 0}).startswith(
+        "Not checked yet"
+    )
+    idle = {"trials": 3, "inconsistent_trials": 0, "consistent": True, "problems": []}
+    assert report.consistency_ok(idle) is None
+    assert report.consistency_line(idle).startswith("Nothing to check in 3 trial(s)")
