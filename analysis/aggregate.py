@@ -42,10 +42,12 @@ def merge_histograms(encoded: Sequence[str | None]) -> str | None:
 
 
 def _mean_components(trials: Sequence[dict], throughput_rps: float) -> dict[str, dict]:
-    """Per component: mean cores and utilisation over the trials that measured it."""
+    """Per component: mean cores and utilisation over the trials that measured it. The
+    replicas become one component, "replicas": their names change between trials (a
+    container made anew gets a new hostname), their sum does not."""
     by_name: dict[str, list[dict]] = defaultdict(list)
     for t in trials:
-        for name, c in t["components"].items():
+        for name, c in replicas_as_one(t["components"]).items():
             by_name[name].append(c)
     out = {}
     for name, cs in sorted(by_name.items()):
@@ -57,6 +59,23 @@ def _mean_components(trials: Sequence[dict], throughput_rps: float) -> dict[str,
             "budget_cpus": cs[0]["budget_cpus"],
             "util_of_budget": round(mean(utils), 4) if utils else None,
             "demand_ms": demand_ms(cores, throughput_rps),
+        }
+    return out
+
+
+def replicas_as_one(components: Mapping[str, dict]) -> dict[str, dict]:
+    """Components with the replicas summed into one entry, "replicas"."""
+    out = {name: c for name, c in components.items() if c["kind"] != "replica"}
+    reps = [c for c in components.values() if c["kind"] == "replica"]
+    if reps:
+        cores = sum(c["cpu_cores"] for c in reps)
+        budgets = [c["budget_cpus"] for c in reps]
+        budget = None if None in budgets else sum(budgets)
+        out["replicas"] = {
+            "kind": "replica",
+            "cpu_cores": cores,
+            "budget_cpus": budget,
+            "util_of_budget": cores / budget if budget else None,
         }
     return out
 
@@ -103,6 +122,7 @@ def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], 
     return {
         "replicas": n,
         "trials": len(trials),
+        "valid_trials": sum(1 for t in trials if t["valid"]),
         "users": trials[0]["users"],
         "throughput_rps": round(x, 2),
         "throughput_trials": [t["throughput_rps"] for t in trials],

@@ -9,10 +9,12 @@ SUPERLINEAR = 1.05
 
 
 def baseline_per_replica(points: Sequence[dict]) -> tuple[int, float] | None:
-    """(n, X(n)/n) of the smallest valid N; the ideal line is N times this."""
-    usable = [p for p in points if p["valid"] and p["throughput_rps"] > 0] or [
-        p for p in points if p["throughput_rps"] > 0
-    ]
+    """(n, X(n)/n) of the smallest N with a valid trial; the ideal line is N times this."""
+    # A point with some valid trials (valid_trials) can be the baseline; its mean is then
+    # of all its trials, as every point's is.
+    usable = [
+        p for p in points if p.get("valid_trials", p["valid"]) and p["throughput_rps"] > 0
+    ] or [p for p in points if p["throughput_rps"] > 0]
     if not usable:
         return None
     first = min(usable, key=lambda p: p["replicas"])

@@ -217,3 +217,24 @@ def test_open_loop_points_have_no_speedup():
     for p in aggregate.points(trials, {}, scaling_of_throughput=False):
         assert p["efficiency"] is None and p["speedup"] is None and p["karp_flatt"] is None
         assert p["throughput_rps"] in (300.0, 299.0)
+
+
+def test_point_components_sum_replicas_whose_names_change_between_trials():
+    # docker: a replica container made anew between trials gets a new hostname
+    one, two = a_trial(2, 1, 200.0), a_trial(2, 2, 200.0)
+    two["components"] = {
+        ("replica-9" if k == "replica-2" else k): v for k, v in two["components"].items()
+    }
+    (p,) = aggregate.points([one, two], {})
+    reps = p["components"]["replicas"]
+    assert [k for k in p["components"] if k.startswith("replica-")] == []
+    assert reps["cpu_cores"] == pytest.approx(2 * 0.25 * 0.9)  # not 3 replicas' worth
+    assert reps["budget_cpus"] == pytest.approx(0.5) and reps["util_of_budget"] == 0.9
+    assert reps["demand_ms"] == pytest.approx(0.45 / 200 * 1000)
+
+
+def test_a_point_with_some_valid_trials_is_still_the_baseline():
+    trials = [a_trial(1, 1, 100.0), a_trial(1, 2, 110.0, valid=False), a_trial(2, 1, 190.0)]
+    one, two = aggregate.points(trials, {})
+    assert not one["valid"] and one["valid_trials"] == 1
+    assert one["efficiency"] == 1.0 and two["efficiency"] == pytest.approx(190 / 2 / 105, 1e-3)
