@@ -319,3 +319,20 @@ def test_second_run_gets_a_new_dir_and_leaves_the_first_intact(run):
         assert cgroup_dirs(second.run_id) == []
     finally:
         clean_up_run(second.run_id)
+
+
+def test_ci_target_adds_trials_up_to_the_cap(space):
+    """CI_TARGET far below any real spread: after TRIALS, trials are added to MAX_TRIALS."""
+    extra = bench(
+        space["results"],
+        space["tmpdir"],
+        *("--sweep", "1", "--trials", "2", "--ci-target", "0.0001", "--max-trials", "3"),
+        *("--duration", "2", "--warmup", "1"),
+        replicas=1,
+    )
+    assert extra.returncode == 0, extra.why()
+    s = extra.summary
+    assert s["trial_plan"] == {"trials": 2, "ci_target": 0.0001, "max_trials": 3}
+    assert [(t["replicas"], t["trial"]) for t in s["trials"]] == [(1, 1), (1, 2), (1, 3)]
+    (point,) = s["points"]
+    assert point["trials"] == 3 and point["throughput_ci"] is not None
