@@ -72,7 +72,7 @@ def test_sweep_completes(run):
     assert s["error"] is None and s["runtime"] == "docker"
     assert [p["replicas"] for p in s["points"]] == [1, 2]
     for p in s["points"]:
-        assert p["requests"] > 0 and p["failures"] == 0, p["errors"]
+        assert p["requests"] > 0 and p["failures"] == 0, p["notes"]
 
 
 def test_both_replicas_served_and_load_is_balanced(run):
@@ -89,7 +89,7 @@ def test_both_replicas_served_and_load_is_balanced(run):
 
 def test_cpu_of_every_container(run):
     replica_cpus = run.manifest["config"]["replica_cpus"]
-    for p in run.summary["points"]:
+    for p in run.summary["trials"]:  # per container: the points sum the replicas
         comps = p["components"]
         apps = set(p["per_replica_requests"])
         assert apps | {"nginx", "store", "engine"} <= set(comps), sorted(comps)

@@ -68,7 +68,7 @@ def test_swarm_sweep(swarm, tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete" and summary["runtime"] == "swarm"
-    one, two = summary["points"]
+    one, two = summary["trials"]  # one trial per N
     assert len(one["per_replica_requests"]) == 1
     assert len(two["per_replica_requests"]) == 2
     assert all(count > 0 for count in two["per_replica_requests"].values())
