@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt require
 setup: $(STAMP)
 	@bash scripts/install-system-packages
 
-.PHONY: bench ## sweep N = 1..REPLICAS; table, results/<run>/ and throughput.png
+.PHONY: bench ## sweep N = 1..REPLICAS, TRIALS each: table, verdict, results/<run>/ with report.html
 bench: setup
 	$(BIN)/hscale bench $(KNOB_ARGS)
 
@@ -63,7 +63,7 @@ compare-runs: setup
 knobs: setup
 	@$(BIN)/hscale knobs
 
-.PHONY: test ## the whole test suite (unit, app against real Redis, end-to-end sweep)
+.PHONY: test ## the whole test suite (unit, app against real stores, end-to-end sweeps, docker)
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
