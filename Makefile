@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt require
 	$(BIN)/pip install --quiet -e '.[app,loadgen,dev]'
 	@touch $@
 
-.PHONY: setup ## create .venv and install system packages (nginx, redis-server, chromium) if missing
+.PHONY: setup ## create .venv and install system packages (nginx, redis-server, memcached, postgresql, chromium) if missing
 setup: $(STAMP)
 	@bash scripts/install-system-packages
 
