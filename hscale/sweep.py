@@ -259,13 +259,13 @@ def run_sweep(
         "consistency": None,
         "leftover_processes": [],
     }
-    old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     trials: list[dict] = list(prior.get("trials") or [])
     histograms = {(t["replicas"], t["trial"]): stored_histogram(rd.path / t["raw"]) for t in trials}
     first = 1 + max((t["trial"] for t in trials), default=0)
     summary["trials"] = trials
     summary["points"] = prior.get("points") or []
     summary["analysis"] = prior.get("analysis")
+    summary["consistency"] = prior.get("consistency")
     ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
     loadgen_group: CpuGroup | None = None
     mf: dict = {}
@@ -273,6 +273,7 @@ def run_sweep(
     queue = trial_order(s.sweep, s.trials, first)
     done_here = 0
     workers = s.loadgen_workers
+    old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         mf = manifest(s, rd, runtime, started)
         summary["server"] = mf["runtime"].get("gunicorn")
