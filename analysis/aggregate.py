@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from statistics import mean
 
-from analysis import latency, scaling, stats
-from analysis.analyze import efficiency_by_n
+from analysis import latency, precision, scaling, stats
+from analysis.analyze import efficiency_by_n, trial_throughput
 
 # Components with no CPU quota of their own are judged against one core: the store
 # (Redis) and nginx (worker_processes 1) each run their work on one thread.
@@ -108,8 +108,14 @@ def bottleneck(components: Mapping[str, dict], throughput_rps: float) -> dict | 
     return best
 
 
-def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], str | None]):
-    xs = [t["throughput_rps"] for t in trials]
+def _point(
+    n: int,
+    trials: Sequence[dict],
+    histograms: Mapping[tuple[int, int], str | None],
+    noise: tuple[float, int] | None,
+):
+    xs = [trial_throughput(t) for t in trials]
+    raw = [t["throughput_rps"] for t in trials]
     x = mean(xs)
     requests = sum(t["requests"] for t in trials)
     failures = sum(t["failures"] for t in trials)
@@ -118,22 +124,28 @@ def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], 
         for r, k in t["per_replica_requests"].items():
             per_replica[r] += k
     comps = _mean_components(trials, x)
-    ci = stats.mean_ci(xs)
+    ci = None if noise is None else precision.mean_ci(xs, *noise)
+    lat = latency.percentiles_ms(
+        merge_histograms([histograms.get((n, t["trial"])) for t in trials])
+    )
     return {
         "replicas": n,
         "trials": len(trials),
         "valid_trials": sum(1 for t in trials if t["valid"]),
         "users": trials[0]["users"],
         "throughput_rps": round(x, 2),
-        "throughput_trials": [t["throughput_rps"] for t in trials],
+        "throughput_trials": [round(v, 2) for v in xs],
         "throughput_ci": None if ci is None else [round(ci[0], 2), round(ci[1], 2)],
+        "throughput_ci_half": None if ci is None else round((ci[1] - ci[0]) / 2 / x, 4),
         "throughput_cv": None if (cv := stats.cv(xs)) is None else round(cv, 4),
+        "throughput_raw_rps": round(mean(raw), 2),
+        "throughput_raw_trials": raw,
+        "host_speed_trials": [t.get("host_speed") for t in trials],
         "requests": requests,
         "failures": failures,
         "failure_rate": round(failures / requests, 5) if requests else None,
-        "latency_ms": latency.percentiles_ms(
-            merge_histograms([histograms.get((n, t["trial"])) for t in trials])
-        ),
+        "latency_ms": lat,
+        "throttling": _throttling(trials, lat),
         "per_replica_requests": dict(sorted(per_replica.items())),
         "components": comps,
         "bottleneck": bottleneck(comps, x),
@@ -143,36 +155,61 @@ def _point(n: int, trials: Sequence[dict], histograms: Mapping[tuple[int, int], 
     }
 
 
+def _throttling(trials: Sequence[dict], lat: dict) -> dict | None:
+    """The trials' CFS throttling as one record, with the percentiles of the merged
+    latency that the quota's stall dominates."""
+    found = [t["throttling"] for t in trials if t.get("throttling")]
+    shares = [f["throttled_period_share"] for f in found if f["throttled_period_share"] is not None]
+    if not found:
+        return None
+    share = round(mean(shares), 4) if shares else None
+    stall = found[0]["stall_ms"]
+    return {
+        "period_us": found[0]["period_us"],
+        "throttled_period_share": share,
+        "stall_ms": stall,
+        "dominated_percentiles": latency.throttle_dominated(lat, stall, share),
+    }
+
+
 def points(
     trials: Sequence[dict],
     histograms: Mapping[tuple[int, int], str | None],
     scaling_of_throughput: bool = True,
+    fitted: int = 0,
 ) -> list[dict]:
     """One point per N (sorted), with speedup and efficiency against the baseline N.
 
-    histograms maps (N, trial) to that trial's encoded HdrHistogram.
+    histograms maps (N, trial) to that trial's encoded HdrHistogram. Throughputs are the
+    speed-adjusted ones where the run adjusted them (`fitted` = 1: the slope was fitted),
+    and every CI uses the trials' noise pooled over N (precision.py).
     """
     by_n: dict[int, list[dict]] = defaultdict(list)
     for t in trials:
         by_n[t["replicas"]].append(t)
-    rows = [_point(n, sorted(ts, key=lambda t: t["trial"]), histograms) for n, ts in by_n.items()]
+    noise = precision.pooled_cv(
+        {n: [trial_throughput(t) for t in ts] for n, ts in by_n.items()}, fitted
+    )
+    rows = [
+        _point(n, sorted(ts, key=lambda t: t["trial"]), histograms, noise) for n, ts in by_n.items()
+    ]
     rows.sort(key=lambda p: p["replicas"])
     # Open loop, throughput is the offered rate at every N: a speedup of it means nothing.
     if not scaling_of_throughput:
         keys = ("speedup", "speedup_ci", "efficiency", "efficiency_ci", "karp_flatt")
         return [{**p, **dict.fromkeys(keys)} for p in rows]
-    return with_scaling(rows)
+    return with_scaling(rows, fitted)
 
 
-def with_scaling(rows: list[dict]) -> list[dict]:
-    """Speedup S(N), efficiency E(N) with 95% CIs (bootstrap of the ratio of trial means)
-    and the Karp-Flatt serial fraction, against the smallest valid N's per-replica
-    throughput: the same computation as the analysis, on every trial of each point."""
+def with_scaling(rows: list[dict], fitted: int = 0) -> list[dict]:
+    """Speedup S(N), efficiency E(N) with 95% CIs (log-normal, from the trials' noise
+    pooled over N: precision.py) and the Karp-Flatt serial fraction, against the smallest
+    valid N's per-replica throughput: the same computation as the analysis."""
     base = scaling.baseline_per_replica(rows)
     if base is None:
         return rows
     eff, eff_ci, kf = efficiency_by_n(
-        {p["replicas"]: p["throughput_trials"] for p in rows}, base=base[0]
+        {p["replicas"]: p["throughput_trials"] for p in rows}, base=base[0], fitted=fitted
     )
     out = []
     for p in rows:

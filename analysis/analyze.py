@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis import stats, usl
+from analysis import precision, usl
 from analysis.verdict import LINEAR_EFFICIENCY, verdict
 
 Measurement = tuple[int, int, float]  # (n replicas, trial, throughput req/s)
@@ -35,7 +35,7 @@ def measurements_from_summary(summary: dict) -> list[Measurement]:
     try:
         if version == 2:
             return [
-                (int(t["replicas"]), int(t["trial"]), float(t["throughput_rps"]))
+                (int(t["replicas"]), int(t["trial"]), trial_throughput(t))
                 for t in summary.get("trials") or []
                 if t.get("throughput_rps") is not None
             ]
@@ -50,6 +50,18 @@ def measurements_from_summary(summary: dict) -> list[Measurement]:
     raise ValueError(f"unsupported schema_version {version!r} (expected 1 or 2)")
 
 
+def trial_throughput(trial: dict) -> float:
+    """A trial's throughput as the run judges it: adjusted for the host's speed when the
+    run adjusted it (analysis/precision.py), else as measured."""
+    adjusted = trial.get("throughput_adj_rps")
+    return float(trial["throughput_rps"] if adjusted is None else adjusted)
+
+
+def fitted_params(summary: dict) -> int:
+    """Parameters estimated beyond the N means (the speed slope), for the pooled CIs."""
+    return 1 if ((summary.get("precision") or {}).get("used")) else 0
+
+
 def fit_input(summary: dict) -> tuple[list[Measurement], str]:
     """The measurements to fit and what they are: the valid trials (schema 2) when they
     cover 2 or more N, so a saturated load generator or a failing point does not bend the
@@ -58,7 +70,7 @@ def fit_input(summary: dict) -> tuple[list[Measurement], str]:
     if summary.get("schema_version") != 2:
         return every, "every point (schema 1 records no trials)"
     valid = [
-        (int(t["replicas"]), int(t["trial"]), float(t["throughput_rps"]))
+        (int(t["replicas"]), int(t["trial"]), trial_throughput(t))
         for t in summary.get("trials") or []
         if t.get("valid") and t.get("throughput_rps") is not None
     ]
@@ -155,21 +167,68 @@ def _models(result: usl.UslFit) -> dict:
             "ci": dict(mf.ci),
             "ci_method": mf.ci_method,
             "r_squared": mf.r_squared,
-            "aicc": mf.aicc,
+            "aicc": mf.aicc,  # reported only: the F tests choose the model
             "sse": mf.sse,
+            "dof": mf.dof,
+            "selection": _selection(mf.selection),
         }
         for name, mf in result.models.items()
     }
 
 
+def _selection(sel: usl.Selection | None) -> dict | None:
+    """A model's F test against the simpler model it was weighed against (None: linear)."""
+    if sel is None:
+        return None
+    return {
+        "test": sel.test,
+        "against": sel.against,
+        "F": sel.f,  # null in JSON when infinite (an exact richer fit)
+        "p": sel.p,
+        "df": None if sel.df is None else list(sel.df),
+        "accepted": sel.accepted,
+        "reason": sel.reason,
+    }
+
+
+def _chosen_selection(result: usl.UslFit) -> dict:
+    """Why the chosen model: by F test, by a measured decline, or as the simplest."""
+    sel = result.chosen.selection
+    return {
+        "model": result.model,
+        "by": result.chosen_by,
+        "reason": result.reason,
+        "test": None if sel is None else sel.test,
+        "against": None if sel is None else sel.against,
+        "F": None if sel is None else sel.f,
+        "p": None if sel is None else sel.p,
+    }
+
+
+def _decline(result: usl.UslFit) -> dict | None:
+    d = result.decline
+    if d is None:
+        return None
+    return {
+        "from_n": d.from_n,
+        "to_n": d.to_n,
+        "drop": d.drop,
+        "drop_ratio": d.drop_ratio,
+        "noise_bound": d.noise_bound,
+        "noise": d.noise,
+    }
+
+
 def efficiency_by_n(
-    by_n: dict[int, list[float]], base: int | None = None
+    by_n: dict[int, list[float]], base: int | None = None, fitted: int = 0
 ) -> tuple[dict[str, float | None], dict[str, list | None], dict[str, float | None]]:
     """E(N), its CI and Karp-Flatt e(N), keyed by str(N), relative to the per-replica
-    throughput at `base` (default: the smallest N)."""
+    throughput at `base` (default: the smallest N). The CI uses the trials' noise pooled
+    over every N (precision.py); `fitted` counts parameters estimated beyond the means."""
     base = min(by_n) if base is None else base
     base_per = [x / base for x in by_n[base]]
     base_mean = float(np.mean(base_per))
+    noise = precision.pooled_cv(by_n, fitted)
     eff: dict[str, float | None] = {}
     eff_ci: dict[str, list | None] = {}
     kf: dict[str, float | None] = {}
@@ -178,10 +237,20 @@ def efficiency_by_n(
         e = float(np.mean(per)) / base_mean if base_mean > 0 else None
         eff[str(n)] = e
         # The baseline is 1 by definition: a CI of it against itself would be noise.
-        ci = None if n == base or e is None else stats.ratio_ci(per, base_per, CONFIDENCE)
+        ci = (
+            None
+            if n == base or e is None or noise is None
+            else precision.ratio_ci(len(per), len(base_per), e, *noise, CONFIDENCE)
+        )
         eff_ci[str(n)] = None if ci is None else list(ci)
         kf[str(n)] = None if e is None else usl.karp_flatt(e * n, n)
     return eff, eff_ci, kf
+
+
+def _noise(by_n: dict[int, list[float]], fitted: int) -> dict | None:
+    """The trials' relative noise pooled over N (precision.py): what the CIs rest on."""
+    noise = precision.pooled_cv(by_n, fitted)
+    return None if noise is None else {"cv": noise[0], "df": noise[1]}
 
 
 def _linear_up_to(eff_ci: dict[str, list | None]) -> int | None:
@@ -215,11 +284,13 @@ def analyze(
     measurements: Sequence[Measurement],
     points: Sequence[dict] | None = None,
     fit_on: str | None = None,
+    fitted: int = 0,
 ) -> dict:
     """The Analysis object: model fits, efficiency with CIs, bottlenecks and a verdict.
 
-    sigma, kappa, lambda and their CIs and r_squared are those of the chosen model (0 and
-    null CI for a parameter that model fixes); peak_* come from the USL fit (see usl.py).
+    sigma, kappa, lambda and their CIs, r_squared and peak_* are those of the chosen model
+    (0 and null CI for a parameter that model fixes; peak_* null unless it is the USL with
+    kappa > 0); usl_peak_* are the USL fit's whichever model is chosen (see usl.py).
     Raises ValueError when there are fewer than 2 distinct N.
     """
     if not measurements:
@@ -236,13 +307,16 @@ def analyze(
     xs = [float(x) for _, _, x in measurements]
     result = usl.fit(ns, xs, CONFIDENCE)
     chosen = result.chosen
-    eff, eff_ci, kf = efficiency_by_n(by_n)
+    eff, eff_ci, kf = efficiency_by_n(by_n, fitted=fitted)
     bottlenecks, invalid = _from_points(points)
+    is_usl = result.model == "usl"
+    base = min(by_n)
     analysis = {
         "n_points": result.n_points,
         "distinct_n": result.distinct_n,
         "models": _models(result),
         "model": result.model,
+        "selection": _chosen_selection(result),
         "sigma": chosen.params["sigma"],
         "kappa": chosen.params["kappa"],
         "lambda": chosen.params["lambda"],
@@ -250,9 +324,16 @@ def analyze(
         "kappa_ci": chosen.ci.get("kappa"),
         "lambda_ci": chosen.ci.get("lambda"),
         "r_squared": chosen.r_squared,
-        "peak_n": result.peak_n,
-        "peak_throughput": result.peak_throughput,
-        "peak_extrapolated": result.peak_extrapolated,
+        "peak_n": result.peak_n if is_usl else None,
+        "peak_throughput": result.peak_throughput if is_usl else None,
+        "peak_extrapolated": result.peak_extrapolated if is_usl else None,
+        "usl_peak_n": result.peak_n,
+        "usl_peak_throughput": result.peak_throughput,
+        "usl_peak_extrapolated": result.peak_extrapolated,
+        "measured_max": {"n": result.measured_max[0], "throughput": result.measured_max[1]},
+        # What a model's lambda should be near: the measured X per replica at the smallest N.
+        "measured_base": {"n": base, "per_replica": float(np.mean(by_n[base])) / base},
+        "decline": _decline(result),
         "weak_fit": result.weak_fit,
         "efficiency": eff,
         "efficiency_ci": eff_ci,
@@ -261,6 +342,7 @@ def analyze(
         "bottlenecks": bottlenecks,
         "invalid": invalid,
         "fit_on": fit_on,
+        "noise": _noise(by_n, fitted),
     }
     analysis = _clean(analysis)
     analysis["verdict"] = verdict(analysis, list(points) if points else None)
@@ -295,7 +377,7 @@ def render_text(analysis: dict, source: str | None = None) -> str:
         f"{analysis['n_points']} trials at {analysis['distinct_n']} distinct N; "
         f"supported model: {analysis['model']} (*)"
     )
-    rows = [["model", "lambda", "sigma", "kappa", "R^2", "AICc"]]
+    rows = [["model", "lambda", "sigma", "kappa", "R^2", "AICc", "F test p"]]
     for name, m in analysis["models"].items():
         row = [name + (" *" if name == analysis["model"] else "")]
         for key in ("lambda", "sigma", "kappa"):
@@ -305,13 +387,22 @@ def render_text(analysis: dict, source: str | None = None) -> str:
             )
         r2, aicc = m["r_squared"], m["aicc"]
         row += ["-" if r2 is None else f"{r2:.4f}", "-" if aicc is None else f"{aicc:.2f}"]
+        test = m.get("selection") or {}
+        row.append("-" if test.get("p") is None else f"{test['p']:.2g} vs {test['against']}")
         rows.append(row)
     out += ["", *_table(rows, right={4, 5}), ""]
-    if analysis["peak_n"] is not None:
-        where = "outside" if analysis["peak_extrapolated"] else "inside"
+    sel = analysis.get("selection") or {}
+    if sel.get("reason"):
+        out.append(f"Model choice ({sel.get('by')}): {sel['reason']}")
+    top = analysis.get("measured_max")
+    if top:
+        out.append(f"Measured maximum: {_num(top['throughput'])} at N = {top['n']}")
+    if analysis["usl_peak_n"] is not None:
+        where = "outside" if analysis["usl_peak_extrapolated"] else "inside"
+        tentative = "" if analysis["model"] == "usl" else "; tentative: USL not chosen"
         out.append(
-            f"USL peak: N* = {analysis['peak_n']:.1f} ({where} the measured N), "
-            f"X(N*) = {_num(analysis['peak_throughput'])}"
+            f"USL peak: N* = {analysis['usl_peak_n']:.1f} ({where} the measured N), "
+            f"X(N*) = {_num(analysis['usl_peak_throughput'])}{tentative}"
         )
     elif analysis["models"]["usl"]["params"]["kappa"] == 0:
         out.append("USL peak: none (kappa = 0)")

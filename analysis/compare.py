@@ -116,7 +116,8 @@ def _run_numbers(run: Run) -> dict:
             "kappa_ci": cis.get("kappa"),
             "lambda": params.get("lambda"),
             "lambda_ci": cis.get("lambda"),
-            "peak_n": analysis.get("peak_n"),
+            # The USL fit's peak (usl_peak_n) matches the USL parameters shown beside it.
+            "peak_n": analysis.get("usl_peak_n", analysis.get("peak_n")),
         }
         if full
         else None,

@@ -27,3 +27,27 @@ def percentiles_ms(encoded: str | None) -> dict[str, float | None]:
     out["max"] = hist.get_max_value() / 1000
     out["mean"] = round(hist.get_mean_value() / 1000, 3)
     return out
+
+
+def throttle_stall_ms(cpus: float, period_us: int) -> float:
+    """How long a replica that spent its CFS quota waits for the next period: a request
+    it holds then waits this long on top of its own time."""
+    return max(0.0, period_us * (1 - min(cpus, 1.0)) / 1000)
+
+
+def throttle_dominated(
+    percentiles: dict[str, float | None], stall_ms: float, throttled_share: float | None
+) -> list[str]:
+    """The percentiles that mostly measure the quota, not the app: enough periods end
+    throttled to reach that percentile (share >= 1 - q) and the value is at least half a
+    stall (the mean wait of a request that meets one; a
+    request queued behind a burst can meet several). E.g. 0.25 CPU over 100 ms stalls
+    75 ms: a p99 of 170 ms is marked, a p50 of 20 ms (no stall in it) is not."""
+    if not throttled_share or stall_ms <= 0:
+        return []
+    marked = []
+    for key, q in PERCENTILES.items():
+        value = percentiles.get(key)
+        if value and throttled_share >= 1 - q / 100 and value >= stall_ms / 2:
+            marked.append(key)
+    return marked

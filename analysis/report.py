@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from analysis import consistency, figures, plot
+from analysis import consistency, figures, plot, precision
 
 SCHEMA_VERSION = 2  # the summary.json schema this module reads
 TEMPLATES = Path(__file__).parent / "templates"
@@ -90,11 +90,19 @@ def bottleneck(point: Mapping) -> str:
 
 
 # -- tables -------------------------------------------------------------------------------
+TABLE_NOTE = (
+    "req/s: adjusted to the run's mean host speed where the run did so (raw: as measured); "
+    "* marks a latency percentile that the CPU quota's stall dominates; throttled: share of "
+    "the replicas' CFS periods that ended throttled."
+)
+
+
 def point_rows(summary: Mapping) -> list[dict[str, Any]]:
     """One row per N, formatted: the table of report.md and of the HTML page."""
     rows = []
     for p in summary.get("points") or []:
         lat = p.get("latency_ms") or {}
+        marked = (p.get("throttling") or {}).get("dominated_percentiles") or []
         eff = p.get("efficiency")
         rows.append(
             {
@@ -105,7 +113,11 @@ def point_rows(summary: Mapping) -> list[dict[str, Any]]:
                 "efficiency": with_ci(eff, p.get("efficiency_ci"), fixed),
                 "superlinear": eff is not None and eff > 1,
                 "karp_flatt": fixed(p.get("karp_flatt"), 3),
-                "latency": f"{num(lat.get('p50'))} / {num(lat.get('p99'))}",
+                "raw": num(p.get("throughput_raw_rps")),
+                "latency": " / ".join(
+                    num(lat.get(k)) + ("*" if k in marked else "") for k in ("p50", "p99")
+                ),
+                "throttled": share((p.get("throttling") or {}).get("throttled_period_share")),
                 "bottleneck": bottleneck(p),
                 "valid": p.get("valid", False),
             }
@@ -187,14 +199,12 @@ def model_line(analysis: Mapping | None, error: str | None = None) -> str:
             parts.append(f"{sym} = {with_ci(analysis[key], analysis.get(f'{key}_ci'))}")
     parts.append(f"R² = {num(analysis.get('r_squared'), 4)}")
     text = ", ".join(parts)
-    if analysis.get("peak_n") is not None:
-        where = " (extrapolated beyond the measured N)" if analysis.get("peak_extrapolated") else ""
-        text += (
-            f"; peak N* = {num(analysis['peak_n'])} at "
-            f"{num(analysis.get('peak_throughput'))} req/s{where}"
-        )
+    peak = _usl_peak(analysis)
+    if peak[0] is not None:
+        where = " (extrapolated beyond the measured N)" if peak[2] else ""
+        text += f"; peak N* = {num(peak[0])} at {num(peak[1])} req/s{where}"
         if name != "usl":  # the peak comes from the USL fit, which the data did not choose
-            text += ", from the USL fit, whose κ the data cannot tell from 0"
+            text += ", from the USL fit, which the F test did not accept: tentative"
     if analysis.get("linear_up_to") is not None:
         text += f"; about linear (E CI >= 0.9) up to N = {analysis['linear_up_to']}"
     if analysis.get("weak_fit"):
@@ -202,14 +212,25 @@ def model_line(analysis: Mapping | None, error: str | None = None) -> str:
     return text + "."
 
 
+def _usl_peak(analysis: Mapping) -> tuple[Any, Any, Any]:
+    """(N*, X(N*), extrapolated) of the USL fit, chosen or not; older analyses had them
+    only as peak_*."""
+    if "usl_peak_n" in analysis:
+        keys = ("usl_peak_n", "usl_peak_throughput", "usl_peak_extrapolated")
+    else:
+        keys = ("peak_n", "peak_throughput", "peak_extrapolated")
+    peak_n, peak_x, extrapolated = (analysis.get(k) for k in keys)
+    return peak_n, peak_x, extrapolated
+
+
 def fit_rows(analysis: Mapping | None) -> list[tuple[str, str]]:
     """Peak, extrapolation, linear range and the weak-fit note, as label/value pairs."""
     if not analysis:
         return []
-    peak = num(analysis.get("peak_n"))
-    if analysis.get("peak_throughput") is not None:
-        peak += f" at {num(analysis['peak_throughput'])} req/s"
-    extrapolated = analysis.get("peak_extrapolated")
+    peak_n, peak_x, extrapolated = _usl_peak(analysis)
+    peak = num(peak_n)
+    if peak_x is not None:
+        peak += f" at {num(peak_x)} req/s"
     return [
         ("peak N* = sqrt((1 - σ) / κ) of the USL fit", peak),
         (
@@ -428,16 +449,22 @@ def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -
     if summary.get("error"):
         lines += [f"**{summary['status']}**: {summary['error']}", ""]
     lines += [
-        "| N | trials | req/s, mean [95% CI] | E [95% CI] | p50 / p99 ms | bottleneck | valid |",
-        "|---:|---:|---|---|---|---|---|",
+        "| N | trials | req/s, mean [95% CI] | raw req/s | E [95% CI] | p50 / p99 ms "
+        "| throttled | bottleneck | valid |",
+        "|---:|---:|---|---:|---|---|---:|---|---|",
     ]
     for r in point_rows(summary):
         e = r["efficiency"] + (" ⚠ E > 1" if r["superlinear"] else "")
         lines.append(
-            f"| {r['n']} | {r['trials']} | {r['throughput']} | {e} | {r['latency']} | "
-            f"{r['bottleneck']} | {'yes' if r['valid'] else '**no**'} |"
+            f"| {r['n']} | {r['trials']} | {r['throughput']} | {r['raw']} | {e} | "
+            f"{r['latency']} | {r['throttled']} | {r['bottleneck']} | "
+            f"{'yes' if r['valid'] else '**no**'} |"
         )
     lines += [
+        "",
+        TABLE_NOTE,
+        "",
+        *(f"{line}  " for line in precision.describe(summary)),
         "",
         model_line(summary.get("analysis"), summary.get("analysis_error")),
         "",
@@ -497,6 +524,8 @@ def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
                 for name, png in pngs.items()
             ],
             points=point_rows(summary),
+            table_note=TABLE_NOTE,
+            precision_lines=precision.describe(summary),
             validity=validity_rows(summary),
             models=model_rows(analysis),
             model_line=model_line(analysis, summary.get("analysis_error")),

@@ -12,31 +12,45 @@ Bounded least squares keeps the parameters physical: lambda > 0, 0 <= sigma <= 1
 parameter sits on a bound, or the covariance is singular, the covariance says nothing
 useful and a wild bootstrap over the points gives percentile intervals instead.
 
-The model the data supports is the simplest one unless a more complex one is clearly
-better: AICc lower by more than 2 and its extra parameter's CI excluding 0.
+The model is chosen among the nested linear < Amdahl < USL by extra-sum-of-squares F
+tests, which stay exact with a handful of points where AICc's small-sample penalty swamps
+the fit: F = ((SSE_simple - SSE_rich) / (df_simple - df_rich)) / (SSE_rich / df_rich),
+and p < 0.05 accepts the richer model. Amdahl is tested against linear; if accepted, the
+USL against Amdahl, else the USL against linear directly (2 extra parameters), so a pure
+coherency curve is not missed. No test is possible with zero residual dof or fewer
+distinct N than parameters, and a richer fit whose extra parameter sits at 0 on its
+bound is the simpler model: in each case the simpler model stays, with the reason.
+Every test's F and p is kept in ModelFit.selection.
+
+A model that cannot fall must not describe data that fall: when the mean throughput at
+the largest N is below the highest per-N mean at a smaller N by more than a one-sided
+95% noise bound (pooled within-N spread; without repeats, the USL residuals; with
+neither, a drop of more than 5%), and the USL fit has kappa > 0, the USL is chosen even
+if its F test did not accept it (UslFit.chosen_by = "decline").
 
 The peak N* = sqrt((1 - sigma) / kappa) always comes from the USL fit, the only model with
-one; it is None when that fit's kappa is 0. When the supported model is not "usl" the peak
-is an extrapolation of a coherency cost the data cannot distinguish from 0, and callers
-should say so.
+one; it is None when that fit's kappa is 0. When the chosen model is not "usl" the peak
+is an extrapolation of a coherency cost the data do not support, and callers should say
+so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import optimize, stats
 
 MODELS = ("linear", "amdahl", "usl")
 FREE = {"linear": ("lambda",), "amdahl": ("lambda", "sigma"), "usl": ("lambda", "sigma", "kappa")}
-# The parameter whose CI must exclude 0 for a model to beat the simpler one.
+# The parameter a model adds to the one below it: at 0 on its bound, the fit is that model.
 EXTRA = {"amdahl": "sigma", "usl": "kappa"}
 UPPER = {"lambda": np.inf, "sigma": 1.0, "kappa": 1.0}
 # Closer than this to 0 counts as on the bound: kappa = 1e-9 would put N* beyond 30,000.
 ON_BOUND = 1e-9
-AICC_MARGIN = 2.0
+ALPHA = 0.05  # F test level: p below it accepts the richer model
+DECLINE_RATIO = 0.05  # with no way to estimate noise, a drop this large counts
 MIN_DISTINCT_N = 6  # GUIDE section 3: with fewer, sigma and kappa are poorly determined
 # 200 refits of <= 3 parameters stay well under 2 s for 20 points; percentile bounds from
 # 200 draws move by a few percent of the interval width between seeds, ample for a verdict.
@@ -80,10 +94,38 @@ class ModelFit:
     dof: int
     cov: np.ndarray | None = field(default=None, repr=False)  # of the free parameters
     draws: np.ndarray | None = field(default=None, repr=False)  # bootstrap (B, free)
+    # The F test of this model against the simpler one it was weighed against; None for
+    # linear, the simplest.
+    selection: Selection | None = None
 
     @property
     def free(self) -> tuple[str, ...]:
         return FREE[self.name]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Whether a richer model was accepted over a simpler one nested in it, and why."""
+
+    against: str  # the simpler model
+    test: str | None  # "F" (extra sum of squares), None when no test was possible
+    f: float | None  # inf when the richer fit is exact and the simpler one is not
+    p: float | None
+    df: tuple[int, int] | None  # (extra parameters, residual dof of the richer fit)
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decline:
+    """Measured throughput falling past its maximum by more than its noise."""
+
+    from_n: int  # the smaller N with the highest mean throughput
+    to_n: int  # the largest N
+    drop: float  # mean X(from_n) - mean X(to_n)
+    drop_ratio: float  # drop / mean X(from_n)
+    noise_bound: float | None  # one-sided 95% bound of a drop from noise; None: 5% rule
+    noise: str  # how the bound was estimated
 
 
 @dataclass(frozen=True)
@@ -99,6 +141,10 @@ class UslFit:
     peak_extrapolated: bool | None
     weak_fit: str | None
     confidence: float
+    chosen_by: str  # "F test", "decline" or "simplest" (no richer model accepted)
+    reason: str  # why `model`, in words
+    measured_max: tuple[int, float]  # (N, mean throughput) of the highest per-N mean
+    decline: Decline | None  # None unless a decline beyond noise is measured
 
     @property
     def chosen(self) -> ModelFit:
@@ -185,7 +231,9 @@ def _aicc(sse: float, m: int, k: int, scale: float) -> float | None:
     )
 
 
-def _fit_model(name: str, n: np.ndarray, x: np.ndarray, confidence: float) -> ModelFit:
+def _fit_model(
+    name: str, n: np.ndarray, x: np.ndarray, confidence: float, bootstrap: bool = True
+) -> ModelFit:
     lam0 = _lambda_start(n, x)
     kappa_scale = 1.0 / max(float(n.max()), 2.0) ** 2
     starts = [
@@ -220,7 +268,7 @@ def _fit_model(name: str, n: np.ndarray, x: np.ndarray, confidence: float) -> Mo
             lo, hi = p[key] - t * se[key], p[key] + t * se[key]
             ci[key] = (max(lo, 0.0), min(hi, UPPER[key]))  # the parameter space is bounded
         method = "t"
-    elif dof > 0 and identifiable:
+    elif dof > 0 and identifiable and bootstrap:
         draws = _bootstrap(name, n, fitted, resid, values, dof)
         tail = 100 * (1 - confidence) / 2
         for i, key in enumerate(names):
@@ -269,8 +317,14 @@ def _bootstrap(
     return np.where(shape & (out <= ON_BOUND), 0.0, out)  # trf stops a hair inside bounds
 
 
-def fit(n: Sequence[float], x: Sequence[float], confidence: float = 0.95) -> UslFit:
-    """Fit linear, Amdahl and USL models to (N, throughput) points, one per trial."""
+def fit(
+    n: Sequence[float], x: Sequence[float], confidence: float = 0.95, bootstrap: bool = True
+) -> UslFit:
+    """Fit linear, Amdahl and USL models to (N, throughput) points, one per trial.
+
+    bootstrap=False leaves the CIs of a fit on a bound empty instead of bootstrapping them:
+    for simulation studies, as the model choice never uses CIs.
+    """
     n_arr, x_arr = np.asarray(n, dtype=float), np.asarray(x, dtype=float)
     if n_arr.shape != x_arr.shape or n_arr.ndim != 1:
         raise ValueError("n and x must be 1-d sequences of the same length")
@@ -281,9 +335,22 @@ def fit(n: Sequence[float], x: Sequence[float], confidence: float = 0.95) -> Usl
         raise ValueError(f"need at least 2 distinct N to fit a scaling model, got {distinct}")
     if np.max(x_arr) <= 0:
         raise ValueError("every throughput is 0: nothing to fit")
-    models = {name: _fit_model(name, n_arr, x_arr, confidence) for name in MODELS}
-    chosen = _select(models)
+    models = {name: _fit_model(name, n_arr, x_arr, confidence, bootstrap) for name in MODELS}
+    models, chosen, reason = _select(models, distinct, float(np.mean(np.abs(x_arr))))
+    chosen_by = "simplest" if chosen == "linear" else "F test"
     usl = models["usl"]
+    measured_max, decline = _decline(n_arr, x_arr, usl, distinct)
+    if decline is not None and chosen != "usl" and usl.params["kappa"] > 0:
+        # Only the USL can fall: a model without kappa would promise throughput the
+        # measurements already show is not there.
+        sel = usl.selection
+        f_said = f"p = {sel.p:.2g}" if sel and sel.p is not None else (sel.reason if sel else "")
+        reason = (
+            f"measured decline past N = {decline.from_n}: mean throughput falls "
+            f"{decline.drop_ratio:.1%} by N = {decline.to_n}, beyond its noise, and only the "
+            f"USL can fall (its F test alone: {f_said})"
+        )
+        chosen, chosen_by = "usl", "decline"
     peak_n = peak_x = extrapolated = None
     if usl.params["kappa"] > 0 and distinct >= len(FREE["usl"]):
         peak_n = float(np.sqrt((1.0 - usl.params["sigma"]) / usl.params["kappa"]))
@@ -301,24 +368,105 @@ def fit(n: Sequence[float], x: Sequence[float], confidence: float = 0.95) -> Usl
         peak_extrapolated=extrapolated,
         weak_fit=_weak(distinct, int(n_arr.size)),
         confidence=confidence,
+        chosen_by=chosen_by,
+        reason=reason,
+        measured_max=measured_max,
+        decline=decline,
     )
 
 
-def _select(models: dict[str, ModelFit]) -> str:
-    """Simplest model unless a richer one is clearly better (AICc - 2, extra CI > 0)."""
-    best = "linear"
-    for name in ("amdahl", "usl"):
-        cand, cur = models[name], models[best]
-        extra_ci = cand.ci.get(EXTRA[name])
-        if (
-            cand.aicc is not None
-            and cur.aicc is not None
-            and cand.aicc < cur.aicc - AICC_MARGIN
-            and extra_ci is not None
-            and extra_ci[0] > ON_BOUND
-        ):
-            best = name
-    return best
+def f_test(simple: ModelFit, rich: ModelFit, distinct: int, scale: float) -> Selection:
+    """Extra-sum-of-squares F test of `rich` against `simple`, nested in it.
+
+    scale (mean |X|) sets the floor below which an SSE counts as an exact fit, so two
+    exact fits compare equal instead of dividing rounding noise by rounding noise.
+    """
+    against, name = simple.name, rich.name
+
+    def keep(why: str) -> Selection:  # no test possible: the simpler model stays
+        return Selection(against, None, None, None, None, False, why)
+
+    k = len(FREE[name])
+    if distinct < k:
+        return keep(f"{distinct} distinct N cannot identify the {k} {name} parameters")
+    if rich.dof <= 0:
+        return keep(f"no residual degrees of freedom: no test possible, {against} stays")
+    extra = EXTRA[name]
+    if rich.params[extra] <= ON_BOUND:
+        # The richer fit sits on the simpler model's boundary: it *is* a simpler model.
+        below = "amdahl" if name == "usl" else "linear"
+        return keep(f"{extra} = 0 on its bound: the {name} fit is the {below} model")
+    df1 = simple.dof - rich.dof
+    floor = (simple.dof + len(FREE[against])) * (1e-9 * scale) ** 2  # m (1e-9 X)^2
+    gain = simple.sse - rich.sse
+    if gain <= floor:
+        f, p_value = 0.0, 1.0
+    elif rich.sse <= floor:
+        f, p_value = float("inf"), 0.0
+    else:
+        f = (gain / df1) / (rich.sse / rich.dof)
+        p_value = float(stats.f.sf(f, df1, rich.dof))
+    accepted = p_value < ALPHA
+    reason = f"F test against {against}: F({df1}, {rich.dof}) = {f:.3g}, p = {p_value:.2g} " + (
+        "< 0.05, accepted" if accepted else ">= 0.05, not accepted"
+    )
+    return Selection(against, "F", f, p_value, (df1, rich.dof), accepted, reason)
+
+
+def _select(
+    models: dict[str, ModelFit], distinct: int, scale: float
+) -> tuple[dict[str, ModelFit], str, str]:
+    """Step up linear -> Amdahl -> USL by F tests; USL straight from linear when Amdahl is
+    not accepted (a pure coherency curve need not look like contention first).
+
+    Returns the models with their `selection` set, the chosen name and why.
+    """
+    amdahl = f_test(models["linear"], models["amdahl"], distinct, scale)
+    base = "amdahl" if amdahl.accepted else "linear"
+    usl = f_test(models[base], models["usl"], distinct, scale)
+    out = dict(models)
+    out["amdahl"] = replace(models["amdahl"], selection=amdahl)
+    out["usl"] = replace(models["usl"], selection=usl)
+    if usl.accepted:
+        return out, "usl", f"usl: {usl.reason}"
+    if amdahl.accepted:
+        return out, "amdahl", f"amdahl: {amdahl.reason}; usl: {usl.reason}"
+    return out, "linear", f"no richer model accepted (amdahl: {amdahl.reason}; usl: {usl.reason})"
+
+
+def _decline(
+    n: np.ndarray, x: np.ndarray, usl: ModelFit, distinct: int
+) -> tuple[tuple[int, float], Decline | None]:
+    """The highest per-N mean, and a Decline when the largest N's mean falls below the
+    highest mean at a smaller N by more than a one-sided 95% bound of noise."""
+    ns = np.unique(n)
+    idx = np.searchsorted(ns, n)
+    counts = np.bincount(idx, minlength=ns.size)
+    means = np.bincount(idx, weights=x, minlength=ns.size) / counts
+    top = int(np.argmax(means))
+    measured_max = (int(ns[top]), float(means[top]))
+    i = int(np.argmax(means[:-1]))  # the highest mean below the largest N
+    peak, last = float(means[i]), float(means[-1])
+    drop = peak - last
+    if drop <= 0:
+        return measured_max, None
+    within_dof = int(n.size - ns.size)
+    bound: float | None = None
+    if within_dof > 0 and np.all(means > 0):
+        # Pooled relative to each N's mean: throughput noise grows with throughput, and
+        # the two means compared sit at the top of the curve.
+        s_rel = float(np.sqrt(np.sum((x / means[idx] - 1.0) ** 2) / within_dof))
+        se = s_rel * np.sqrt(peak**2 / counts[i] + last**2 / counts[-1])
+        bound, noise = float(stats.t.ppf(0.95, within_dof) * se), "pooled within-N spread"
+    elif usl.dof > 0 and distinct >= len(FREE["usl"]):
+        s = float(np.sqrt(usl.sse / usl.dof))
+        se = s * np.sqrt(1.0 / counts[i] + 1.0 / counts[-1])
+        bound, noise = float(stats.t.ppf(0.95, usl.dof) * se), "USL residual scatter"
+    else:
+        noise = f"no noise estimate: a drop of more than {DECLINE_RATIO:.0%} counts"
+    if drop <= (DECLINE_RATIO * peak if bound is None else bound):
+        return measured_max, None
+    return measured_max, Decline(int(ns[i]), int(ns[-1]), drop, drop / peak, bound, noise)
 
 
 def _weak(distinct: int, points: int) -> str | None:

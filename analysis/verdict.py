@@ -2,7 +2,7 @@
 
 Every claim names the interval it rests on, so a reader can see how sure it is: linear
 scaling only where efficiency's lower 95% bound clears LINEAR_EFFICIENCY, contention or
-coherency only when the analysis chose a model whose extra parameter's CI excludes 0.
+coherency only when the analysis chose that model (an F test, or a measured decline).
 Works on an Analysis dict (see analyze.py) and, optionally, the Point objects of a
 summary.json; every field of a point may be missing (CSV input has no points at all).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analysis.scaling import SUPERLINEAR
-from analysis.usl import AICC_MARGIN
+from analysis.usl import ALPHA
 
 LINEAR_EFFICIENCY = 0.9
 BUDGETED_KINDS = ("replica", "loadgen")  # others are judged against one core
@@ -71,43 +71,108 @@ def _model_part(analysis: dict) -> str:
         lead = "Beyond that it is"
     chosen = models.get(model) or {}
     params, ci = chosen.get("params") or {}, chosen.get("ci") or {}
+    top = _measured_max(analysis, n_max)
     if model == "amdahl":
         s, lam = params.get("sigma", 0.0), params.get("lambda", 0.0)
         cap = f", which caps throughput at lambda/sigma = {lam / s:,.0f}" if s > 0 else ""
         return (
             f"{lead} contention-bound (Amdahl: sigma = {_g(s)}{_ci(ci.get('sigma'))}, "
-            f"lambda = {_g(lam)}{_ci(ci.get('lambda'))} per replica){cap}."
+            f"lambda = {_g(lam)}{_ci(ci.get('lambda'))} per replica; {_chosen_how(analysis)})"
+            f"{cap}.{_amdahl_misfit(analysis, lam)}{top}"
         )
     if model == "usl":
         text = (
             f"{lead} coherency-bound (USL: sigma = {_g(params.get('sigma', 0.0))}"
             f"{_ci(ci.get('sigma'))}, kappa = {_g(params.get('kappa', 0.0))}"
-            f"{_ci(ci.get('kappa'))})"
+            f"{_ci(ci.get('kappa'))}; {_chosen_how(analysis)})"
         )
         if analysis.get("peak_n") is not None:
             where = "extrapolated" if analysis.get("peak_extrapolated") else "within the measured N"
             text += (
-                f" with a peak at N* = {analysis['peak_n']:.1f} ({where}) of "
+                f" with a fitted peak at N* = {analysis['peak_n']:.1f} ({where}) of "
                 f"{analysis.get('peak_throughput') or 0:,.0f}; beyond N* more replicas lower "
                 "throughput"
             )
-        return text + "."
+        return text + "." + top
     if model == "linear":
         lam = params.get("lambda", 0.0)
         fitted = f"lambda = {_g(lam)}{_ci(ci.get('lambda'))} per replica"
+        tests = _richer_tests(analysis)
         if _clearly_sublinear(analysis):
-            # Linear won only because nothing richer cleared AICc - 2 and a CI off 0.
+            # Linear stays only because no richer model passed its F test.
             return (
                 "Scaling is measurably sublinear, yet neither the Amdahl nor the USL fit is "
-                "clearly better than a straight line "
-                f"({fitted}) with this few points, so the data cannot say whether "
-                "contention or coherency limits it: measure more N or more trials."
+                f"significantly better than a straight line ({fitted}; {tests}) with this "
+                "few points, so the data cannot say whether contention or coherency limits "
+                f"it: measure more N or more trials.{top}"
             )
         return (
-            f"The linear model describes the data best ({fitted}): no contention or "
-            "coherency cost is distinguishable from 0."
+            f"The linear model describes the data best ({fitted}; {tests}): no contention "
+            f"or coherency cost is distinguishable from 0.{top}"
         )
     return ""
+
+
+def _p(p: float) -> str:
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
+def _chosen_how(analysis: dict) -> str:
+    """Which test chose the model: an F test, or a measured decline only the USL can follow."""
+    sel = analysis.get("selection") or {}
+    if sel.get("by") == "decline":
+        d = analysis.get("decline") or {}
+        bound = d.get("noise_bound")
+        noise = "5%" if bound is None else f"the noise bound {bound:,.0f}"
+        test = (
+            f"its F test against {sel['against']} alone gave {_p(sel['p'])}"
+            if sel.get("p") is not None
+            else "no F test was possible"
+        )
+        return (
+            f"chosen because measured throughput falls {d.get('drop_ratio', 0):.1%} from "
+            f"N = {d.get('from_n')} to N = {d.get('to_n')}, more than {noise}, and only the "
+            f"USL can fall; {test}"
+        )
+    if sel.get("test") == "F" and sel.get("p") is not None:
+        return f"chosen over {sel.get('against')} by an F test, {_p(sel['p'])}"
+    return "chosen as the simplest model"
+
+
+def _richer_tests(analysis: dict) -> str:
+    """The F tests that kept linear: each richer model's p, or why it had no test."""
+    models = analysis.get("models") or {}
+    said = []
+    for name, label in (("amdahl", "Amdahl"), ("usl", "USL")):
+        sel = models.get(name, {}).get("selection") or {}
+        if sel.get("p") is not None:
+            said.append(f"{label} F test {_p(sel['p'])}, not below {ALPHA:g}")
+        elif sel.get("reason"):
+            said.append(f"{label}: {sel['reason']}")
+    return "; ".join(said) or "no richer model could be tested"
+
+
+def _measured_max(analysis: dict, n_max: int | None) -> str:
+    top = analysis.get("measured_max") or {}
+    if top.get("throughput") is None:
+        return ""
+    where = " (the largest N measured)" if top.get("n") == n_max else ""
+    return f" The highest measured throughput is {top['throughput']:,.0f} at N = {top['n']}{where}."
+
+
+def _amdahl_misfit(analysis: dict, lam: float) -> str:
+    """Amdahl's lambda far from the measured X per replica at the smallest N: a misfit."""
+    base = analysis.get("measured_base") or {}
+    per = base.get("per_replica")
+    if not per or not lam:
+        return ""
+    ratio = lam / per
+    if 0.67 <= ratio <= 1.5:
+        return ""
+    return (
+        f" Its lambda = {_g(lam)} per replica is {ratio:.2f}x the {_g(per)} measured per "
+        f"replica at N = {base.get('n')}: a sign that the Amdahl curve misfits these data."
+    )
 
 
 def _clearly_sublinear(analysis: dict) -> bool:
@@ -121,24 +186,23 @@ def _clearly_sublinear(analysis: dict) -> bool:
 def _peak_caveat(analysis: dict) -> str:
     """The USL fit's peak when the chosen model has none: say why it is only tentative."""
     model = analysis.get("model")
-    if model == "usl" or analysis.get("peak_n") is None:
+    peak_n = analysis.get("usl_peak_n", analysis.get("peak_n"))  # older dicts: peak_n
+    if model == "usl" or peak_n is None:
         return ""
-    models = analysis.get("models") or {}
-    usl = models.get("usl") or {}
-    kappa = (usl.get("params") or {}).get("kappa")
-    kappa_ci = (usl.get("ci") or {}).get("kappa")
-    usl_aicc, chosen_aicc = usl.get("aicc"), (models.get(model) or {}).get("aicc")
-    if kappa_ci is None or kappa_ci[0] <= 0 or usl_aicc is None or chosen_aicc is None:
-        shown = "" if kappa is None else f" ({_g(kappa)}{_ci(kappa_ci)})"
-        why = f"its kappa{shown} is not distinguishable from 0"
-    else:
+    usl = (analysis.get("models") or {}).get("usl") or {}
+    sel = usl.get("selection") or {}
+    if sel.get("p") is not None:
         why = (
-            f"it is not clearly better than the {model} model (AICc {usl_aicc:.1f} vs "
-            f"{chosen_aicc:.1f}; it must be lower by more than {AICC_MARGIN:g})"
+            f"the F test does not support the USL over the {sel.get('against')} model "
+            f"({_p(sel['p'])}, not below {ALPHA:g})"
         )
+    else:
+        why = f"the USL was not tested ({sel.get('reason') or 'no test possible'})"
+    peak_x = analysis.get("usl_peak_throughput")
+    at = "" if peak_x is None else f" of {peak_x:,.0f}"
     return (
-        f"The full USL fit puts a peak at N* = {analysis['peak_n']:.1f}, but {why}, so that "
-        "peak is tentative."
+        f"The full USL fit puts a peak at N* = {peak_n:.1f}{at}, but {why}, so that peak is "
+        "tentative."
     )
 
 

@@ -23,8 +23,10 @@ SPIN = "while True:\n    pass\n"
 
 
 class Ballast:
-    def __init__(self, run_id: str, cpus: float, logdir: Path) -> None:
-        self.run_id, self.cpus, self.logdir = run_id, cpus, logdir
+    def __init__(
+        self, run_id: str, cpus: float, logdir: Path, period_us: int = cgroups.PERIOD_US
+    ) -> None:
+        self.run_id, self.cpus, self.logdir, self.period_us = run_id, cpus, logdir, period_us
         self.mode, self.reason = cgroups.detect()
         self.loops: list[tuple[ManagedProcess, CpuGroup]] = []
 
@@ -40,7 +42,7 @@ class Ballast:
             group.remove()
         while self.usable and len(self.loops) < count:
             name = f"ballast-{len(self.loops) + 1}"
-            group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", self.cpus)
+            group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", self.cpus, self.period_us)
             argv = group.wrap([sys.executable, "-c", SPIN])
             proc = ManagedProcess(name, argv, self.logdir / f"{name}.log", child_env(self.run_id))
             self.loops.append((proc, group))

@@ -55,8 +55,10 @@ def _read_kv(path: Path) -> dict[str, int]:
 class CpuGroup:
     """One cgroup with a CPU quota (or none, cpus=None: accounting only)."""
 
-    def __init__(self, mode: str, name: str, cpus: float | None) -> None:
-        self.mode, self.name, self.cpus = mode, name, cpus
+    def __init__(
+        self, mode: str, name: str, cpus: float | None, period_us: int = PERIOD_US
+    ) -> None:
+        self.mode, self.name, self.cpus, self.period_us = mode, name, cpus, period_us
         if mode == "v2":
             self.dirs = [ROOT / name]
         else:
@@ -67,12 +69,7 @@ class CpuGroup:
             _enable_v2_cpu(ROOT / name)
         for d in self.dirs:
             d.mkdir(parents=True, exist_ok=True)
-        quota = -1 if cpus is None else round(cpus * PERIOD_US)
-        if mode == "v2":
-            (self.dirs[0] / "cpu.max").write_text(f"{'max' if quota < 0 else quota} {PERIOD_US}")
-        else:
-            (self.dirs[0] / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-            (self.dirs[0] / "cpu.cfs_quota_us").write_text(str(quota))
+        set_quota(self.dirs[0], mode, cpus, period_us)
 
     def wrap(self, argv: list[str]) -> list[str]:
         """argv run inside this group: the wrapper joins it, then execs argv."""
@@ -123,6 +120,20 @@ class CpuGroup:
                 pass
 
 
+def set_quota(group: Path, mode: str, cpus: float | None, period_us: int = PERIOD_US) -> None:
+    """A CFS quota of `cpus` per period_us (None: no limit) on one cgroup directory.
+
+    The quota is cleared first, so that a shorter period never meets an old quota the
+    kernel would find inconsistent (v1 checks quota against period on every write)."""
+    quota = -1 if cpus is None else round(cpus * period_us)
+    if mode == "v2":
+        (group / "cpu.max").write_text(f"{'max' if quota < 0 else quota} {period_us}")
+        return
+    (group / "cpu.cfs_quota_us").write_text("-1")
+    (group / "cpu.cfs_period_us").write_text(str(period_us))
+    (group / "cpu.cfs_quota_us").write_text(str(quota))
+
+
 def _enable_v2_cpu(group: Path) -> None:
     """Turn the cpu controller on in each ancestor, as v2 requires for a quota below it."""
     for parent in reversed(group.relative_to(ROOT).parents):
@@ -130,6 +141,31 @@ def _enable_v2_cpu(group: Path) -> None:
         control = ROOT / parent / "cgroup.subtree_control"
         if "cpu" not in control.read_text().split():
             control.write_text("+cpu")
+
+
+def _container_cpu_dir(container_id: str) -> tuple[str, Path] | None:
+    """(mode, the cgroup directory holding a container's CPU quota) on this host."""
+    for mode, d in (
+        ("v1", ROOT / "cpu" / "docker" / container_id),
+        ("v1", ROOT / "cpu,cpuacct" / "docker" / container_id),
+        ("v1", ROOT / "cpu" / "system.slice" / f"docker-{container_id}.scope"),
+        ("v2", ROOT / "system.slice" / f"docker-{container_id}.scope"),
+        ("v2", ROOT / "docker" / container_id),
+    ):
+        if (d / ("cpu.max" if mode == "v2" else "cpu.cfs_quota_us")).exists():
+            return mode, d
+    return None
+
+
+def set_container_period(container_id: str, cpus: float, period_us: int) -> bool:
+    """Give a running container the same CPU share over another CFS period. Docker's
+    `cpus` always uses 100 ms, and compose cannot set a period beside it, so the quota
+    is rewritten in place; False when the container's cgroup is not on this host."""
+    found = _container_cpu_dir(container_id)
+    if found is None:
+        return False
+    set_quota(found[1], found[0], cpus, period_us)
+    return True
 
 
 def container_counters(container_id: str) -> CpuCounters | None:

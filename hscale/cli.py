@@ -136,7 +136,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     err_console.print(
         f"hscale: sweep N={' '.join(map(str, s.sweep))}, scenario {s.scenario}, runtime "
         f"{runtime.name}, {s.replica_cpus:g} CPU/replica ({s.replica_cpus_source}), "
-        f"{s.trials} trial(s) of {s.warmup:g}s warm-up + {s.duration:g}s per N -> {rd.path}",
+        f"{s.trials} trial(s) of {s.warmup:g}s warm-up + {s.duration:g}s per N"
+        + (
+            f", more until each 95% CI is within +-{s.ci_target:.0%}"
+            + (f" or {s.time_budget:g} s have passed" if s.time_budget else "")
+            if s.ci_target
+            else ""
+        )
+        + f" -> {rd.path}",
         highlight=False,
     )
     for n in s.sweep:
@@ -147,6 +154,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 "that point will be marked oversubscribed (not valid)"
             )
     total = len(s.sweep) * s.trials * (s.warmup + s.duration + OVERHEAD_S)
+    if s.ci_target:
+        total = max(total, s.time_budget or total)
     with sweep_progress(total) as update:
         summary = run_sweep(
             s, rd, runtime, update, log=lambda msg: err_console.print(msg, highlight=False)

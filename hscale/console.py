@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from analysis import precision
+
 # Piped or redirected, rich would assume 80 columns and squeeze the table unreadably.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -46,28 +48,37 @@ def _ci(ci: list[float] | None, fmt: str) -> str:
 
 def results_table(summary: dict) -> Table:
     load = summary.get("load") or {}
+    used = (summary.get("precision") or {}).get("used")
+    adjusted = " adjusted to the run's mean host speed" if used else ""
     model = "closed loop" if load.get("model") != "rate" else f"{load['rate_rps']:g} req/s offered"
     table = Table(
         title=f"hscale {summary['scenario']} on {summary['runtime']}, {model}: "
         f"{summary['run_id']} ({summary['status']})",
-        caption="req/s: mean of trials, 95% bootstrap CI; E: efficiency S(N)/N with its CI; "
-        "latency over all trials; bottleneck: the component nearest its CPU budget",
+        caption=f"req/s: mean of trials{adjusted}, 95% CI from the noise pooled over N; "
+        "raw: as measured; E: efficiency S(N)/N with its CI; latency over all trials, * where "
+        "the CPU quota's stall dominates it; thr: share of CFS periods throttled; bottleneck: "
+        "the component nearest its CPU budget",
     )
-    cols = ("N", "trials", "req/s", "95% CI", "CV", "E", "95% CI", "p50 ms", "p99 ms")
-    for col in (*cols, "errors", "bottleneck", "valid"):
+    cols = ("N", "trials", "req/s", "95% CI", "raw", "CV", "E", "95% CI", "p50 ms", "p99 ms")
+    for col in (*cols, "thr", "errors", "bottleneck", "valid"):
         table.add_column(col, justify="right")
     for p in summary["points"]:
         lat, neck, cv = p["latency_ms"], p.get("bottleneck"), p["throughput_cv"]
+        throttling = p.get("throttling") or {}
+        marked = throttling.get("dominated_percentiles") or []
+        share = throttling.get("throttled_period_share")
         table.add_row(
             str(p["replicas"]),
             str(p["trials"]),
             _f(p["throughput_rps"], ".0f"),
             _ci(p["throughput_ci"], ".0f"),
+            _f(p.get("throughput_raw_rps"), ".0f"),
             "-" if cv is None else f"{cv:.1%}",
             _f(p.get("efficiency"), ".2f"),
             _ci(p.get("efficiency_ci"), ".2f"),
-            _f(lat["p50"], ".1f"),
-            _f(lat["p99"], ".1f"),
+            _f(lat["p50"], ".1f") + ("*" if "p50" in marked else ""),
+            _f(lat["p99"], ".1f") + ("*" if "p99" in marked else ""),
+            "-" if share is None else f"{share:.0%}",
             f"{p['failures']} ({_f(p['failure_rate'] and p['failure_rate'] * 100, '.2f')}%)",
             "-" if not neck else f"{neck['component']} {neck['util_of_budget']:.0%}",
             "yes" if p["valid"] else "[red]NO[/red]",
@@ -88,6 +99,8 @@ def print_summary(summary: dict, run_path: str) -> None:
             console.print("consistency: the store's state matches what was acknowledged")
         for problem in checked["problems"]:
             console.print(f"[red]inconsistent[/red]: {problem}", highlight=False)
+    for line in precision.describe(summary):
+        console.print(line, highlight=False)
     analysis = summary.get("analysis")
     if analysis:
         console.print(f"\n[bold]verdict[/bold]: {analysis['verdict']}", highlight=False)

@@ -140,18 +140,40 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         "TRIALS",
-        "3",
+        "2",
         _int("TRIALS", 1, 100),
-        "measurements per N, the order of N alternating between trials",
+        "rounds of trials every N gets, the order of N alternating between rounds; more "
+        "follow while CI_TARGET is not met and TIME_BUDGET allows",
     ),
     Knob(
         "CI_TARGET",
-        "0",
+        "5%",
         _fraction("CI_TARGET"),
-        "0: exactly TRIALS; else add trials until each N's 95% CI half-width is under this "
-        "share of its mean (e.g. 5%), up to MAX_TRIALS",
+        "add trials, widest CI first, until each N's 95% CI half-width is at most this "
+        "share of its mean (0: exactly TRIALS), within MAX_TRIALS and TIME_BUDGET",
     ),
     Knob("MAX_TRIALS", "10", _int("MAX_TRIALS", 1, 100), "cap on trials per N with CI_TARGET"),
+    Knob(
+        "TIME_BUDGET",
+        "6m",
+        _seconds("TIME_BUDGET", 0),
+        "wall time for the sweep's trials (after the images exist); no trial is added "
+        "once the next one would overrun it (0: no limit). The first TRIALS rounds always run",
+    ),
+    Knob(
+        "WARMUP_TRIAL",
+        "15",
+        _seconds("WARMUP_TRIAL", 0),
+        "seconds of load at the first N before the first measured trial, discarded: the "
+        "first trial of a cold stack and host runs slow (0: none)",
+    ),
+    Knob(
+        "SPEED_ADJUST",
+        "1",
+        _choice("SPEED_ADJUST", lambda: ("0", "1")),
+        "1: take the host's speed changes out of the throughputs with the speed probe "
+        "(a control variate; raw figures are kept beside); 0: raw throughputs only",
+    ),
     Knob(
         "LOAD",
         "closed",
@@ -166,8 +188,8 @@ KNOBS: tuple[Knob, ...] = (
         "offered requests per second with LOAD=rate",
         "required",
     ),
-    Knob("DURATION", "20", _seconds("DURATION", 1), "measured seconds per point"),
-    Knob("WARMUP", "5", _seconds("WARMUP", 0), "warm-up seconds per point, discarded"),
+    Knob("DURATION", "10", _seconds("DURATION", 1), "measured seconds per trial"),
+    Knob("WARMUP", "3", _seconds("WARMUP", 0), "warm-up seconds per trial, discarded"),
     Knob(
         "USERS",
         None,
@@ -177,7 +199,7 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         "USERS_PER_REPLICA",
-        "16",
+        "8",
         _int("USERS_PER_REPLICA", 1, 10_000),
         "users per replica when USERS is not set, so every N is saturated",
     ),
@@ -238,6 +260,13 @@ KNOBS: tuple[Knob, ...] = (
         "1: run (largest N - N) busy loops under a replica's quota, so the host is equally "
         "loaded at every N",
     ),
+    Knob(
+        "CPU_PERIOD_US",
+        "100000",
+        _int("CPU_PERIOD_US", 1000, 1_000_000),
+        "CFS period of every CPU quota, in microseconds: a replica runs quota/period of "
+        "each period and waits out the rest, so the period bounds the wait a request sees",
+    ),
     Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
     Knob(
         "APP_PORT",
@@ -260,6 +289,9 @@ class Settings:
     trials: int
     ci_target: float
     max_trials: int
+    time_budget: float
+    warmup_trial: float
+    speed_adjust: bool
     load: str
     rate: float | None
     duration: float
@@ -277,6 +309,7 @@ class Settings:
     worker_class: str
     threads: int
     ballast: bool
+    cpu_period_us: int
     port: int
     app_port: int
     store_port: int
@@ -332,6 +365,12 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         raise UsageError("LOAD=rate needs RATE, the offered requests per second (e.g. RATE=500)")
     if parsed["LOAD"] == "closed" and parsed["RATE"] is not None:
         raise UsageError("RATE applies to LOAD=rate only; closed-loop load is set by USERS")
+    # The kernel refuses a CFS quota below 1 ms.
+    if replica_cpus * parsed["CPU_PERIOD_US"] < 1000:
+        raise UsageError(
+            f"REPLICA_CPUS={replica_cpus:g} x CPU_PERIOD_US={parsed['CPU_PERIOD_US']} is a "
+            "quota below the kernel's 1000 us minimum; raise either"
+        )
     if parsed["MAX_TRIALS"] < parsed["TRIALS"]:
         raise UsageError(f"MAX_TRIALS={parsed['MAX_TRIALS']} is below TRIALS={parsed['TRIALS']}")
     return Settings(
@@ -341,6 +380,9 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         trials=parsed["TRIALS"],
         ci_target=parsed["CI_TARGET"],
         max_trials=parsed["MAX_TRIALS"],
+        time_budget=parsed["TIME_BUDGET"],
+        warmup_trial=parsed["WARMUP_TRIAL"],
+        speed_adjust=parsed["SPEED_ADJUST"] == "1",
         load=parsed["LOAD"],
         rate=parsed["RATE"],
         duration=parsed["DURATION"],
@@ -358,9 +400,32 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         worker_class=parsed["WORKER_CLASS"],
         threads=parsed["THREADS"],
         ballast=parsed["BALLAST"] == "1",
+        cpu_period_us=parsed["CPU_PERIOD_US"],
         port=parsed["PORT"],
         app_port=parsed["APP_PORT"],
         store_port=parsed["STORE_PORT"],
         results=parsed["RESULTS"],
         host_cpus=cpus,
     )
+
+
+def bench_command(s: Settings) -> str:
+    """`make bench` with the knobs that shape this sweep, for advice to run it again."""
+    sweep = list(s.sweep)
+    parts = ["make bench"]
+    if sweep == list(range(1, max(sweep) + 1)):
+        parts.append(f"REPLICAS={max(sweep)}")
+    else:
+        parts.append(f'SWEEP="{" ".join(map(str, sweep))}"')
+    defaults = {k.name: k.default for k in KNOBS}
+    for name, value in (
+        ("SCENARIO", s.scenario),
+        ("STORE", s.store),
+        ("RUNTIME", s.runtime),
+        ("CPU_PERIOD_US", str(s.cpu_period_us)),
+    ):
+        if value != defaults[name]:
+            parts.append(f"{name}={value}")
+    if s.replica_cpus_source != "default":
+        parts.append(f"REPLICA_CPUS={s.replica_cpus:g}")
+    return " ".join(parts)

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import psutil
 
-from analysis import aggregate, components, consistency, latency, validity
+from analysis import aggregate, components, consistency, latency, precision, validity
+from analysis.advice import advice
 from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters, CpuGroup
+from hscale.probe import Probe, speed
 from hscale.results import SCHEMA_VERSION, RunDir, now_iso
 from hscale.runtimes.base import Runtime
-from hscale.settings import RESERVED_CPUS, Settings
+from hscale.settings import RESERVED_CPUS, Settings, bench_command
 from hscale.verify import read_counters, verify
 
 # Start-up, verification and Locust start per point, for the time-left estimate.
@@ -43,14 +45,34 @@ def oversubscription(s: Settings, n: int, limits: str) -> str | None:
     return None
 
 
-def host_counters(ballast: Ballast) -> dict[str, CpuCounters]:
-    """Whole-host busy CPU, and the ballast's share of it (to be subtracted)."""
+def host_counters(ballast: Ballast, probe_cpu_s: float = 0.0) -> dict[str, CpuCounters]:
+    """Whole-host busy CPU, and the share of it of hscale's own loops, the ballast and
+    the speed probe (to be subtracted)."""
     t = psutil.cpu_times()
     # guest time is already inside user; steal is time the hypervisor kept from us.
     busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
     return {
         "host": CpuCounters(cpu_s=busy),
-        "ballast": CpuCounters(cpu_s=ballast.cpu_seconds()),
+        "ballast": CpuCounters(cpu_s=ballast.cpu_seconds() + probe_cpu_s),
+    }
+
+
+def throttling(comps: dict[str, dict], s: Settings, lat: dict) -> dict:
+    """How much the replicas' CFS quota shows in the trial: the share of periods that
+    ended throttled (mean over replicas), the stall one such period adds, and the latency
+    percentiles that stall dominates (analysis/latency.py)."""
+    shares = [
+        c["throttled_periods"]
+        for c in comps.values()
+        if c["kind"] == "replica" and c.get("throttled_periods") is not None
+    ]
+    share = round(sum(shares) / len(shares), 4) if shares else None
+    stall = latency.throttle_stall_ms(s.replica_cpus, s.cpu_period_us)
+    return {
+        "period_us": s.cpu_period_us,
+        "throttled_period_share": share,
+        "stall_ms": round(stall, 2),
+        "dominated_percentiles": latency.throttle_dominated(lat, stall, share),
     }
 
 
@@ -65,6 +87,7 @@ def make_trial(
     limits: str,
     out: Path,
     run_root: Path,
+    host_speed: float | None = None,
 ) -> dict:
     """One trial's record from the raw tally and CPU counters."""
     tally = run.tally
@@ -119,10 +142,13 @@ def make_trial(
         "duration_s": round(seconds, 3),
         "warmup_s": round(tally["warmup_s"], 3),
         "throughput_rps": round(throughput, 2),
+        # Work per CPU-ms of the speed probe during the window (hscale/probe.py).
+        "host_speed": host_speed,
         "requests": requests,
         "failures": failures,
         "failure_rate": round(failures / requests, 5) if requests else None,
         "latency_ms": lat,
+        "throttling": throttling(cpu, s, lat),
         "per_replica_requests": dict(sorted(tally["per_replica_requests"].items())),
         "components": aggregate.with_demand(cpu, throughput),
         "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
@@ -211,7 +237,7 @@ def stored_histogram(raw: Path) -> str | None:
 
 def analysis_of(summary: dict) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
-    from analysis.analyze import analyze, fit_input
+    from analysis.analyze import analyze, fit_input, fitted_params
 
     if summary["load"]["model"] == "rate":
         raise ValueError(
@@ -221,7 +247,38 @@ def analysis_of(summary: dict) -> dict | None:
     if len({t["replicas"] for t in summary["trials"]}) < 2:
         return None
     measurements, fit_on = fit_input(summary)
-    return analyze(measurements, summary["points"], fit_on)
+    return analyze(measurements, summary["points"], fit_on, fitted_params(summary))
+
+
+def extra_trials(
+    points: Sequence[dict], s: Settings, running: int | None, room: int | None
+) -> list[int]:
+    """The N to measure again: those whose CI is too wide (needs_more_trials), widest
+    first, ties to the baseline (it is in every efficiency) then the largest N; at most
+    `room` of them (what the time budget allows, None: no limit), in an order that goes
+    on from the N now running, as trial_order does."""
+    wide = {p["replicas"]: p.get("throughput_ci_half") or 1.0 for p in points}
+    extra = needs_more_trials(points, s.ci_target, s.max_trials)
+    base = min(wide, default=None)
+    extra.sort(key=lambda n: (-wide[n], n != base, -n))
+    extra = extra[:room] if room is not None else extra
+    return sorted(extra, reverse=running == max(extra, default=0))
+
+
+def precision_status(
+    points: Sequence[dict], s: Settings, elapsed: float, stopped_by: str | None
+) -> dict:
+    """What precision the sweep reached, and why it stopped adding trials."""
+    halves = {str(p["replicas"]): p.get("throughput_ci_half") for p in points}
+    reached = bool(points) and all(h is not None and h <= s.ci_target for h in halves.values())
+    return {
+        "ci_target": s.ci_target,
+        "ci_half_widths": halves,
+        "reached": reached if s.ci_target else None,
+        "stopped_by": "target reached" if reached and s.ci_target else stopped_by,
+        "elapsed_s": round(elapsed, 1),
+        "time_budget_s": s.time_budget or None,
+    }
 
 
 def run_sweep(
@@ -237,6 +294,9 @@ def run_sweep(
     The caller has run runtime.preflight(), so usage errors came before anything started.
     With `prior` (the run's summary so far), its trials are kept and new ones are numbered
     after them: how a store comparison interleaves rounds of trials across stores.
+    TRIALS rounds always run; then trials are added where the CIs are widest until
+    CI_TARGET is met, MAX_TRIALS reached or the next trial would overrun TIME_BUDGET
+    (counted from the moment the stack first answered, so image builds are not in it).
     """
     prior = prior or {}
     started = prior.get("started_at") or now_iso()
@@ -251,9 +311,18 @@ def run_sweep(
         "runtime": runtime.name,
         "load": {"model": s.load, "rate_rps": s.rate},
         "trial_plan": prior.get("trial_plan")
-        or {"trials": s.trials, "ci_target": s.ci_target, "max_trials": s.max_trials},
+        or {
+            "trials": s.trials,
+            "ci_target": s.ci_target,
+            "max_trials": s.max_trials,
+            "time_budget_s": s.time_budget or None,
+            "warmup_trial_s": s.warmup_trial or None,
+        },
         "trials": [],
         "points": [],
+        "precision": None,
+        "precision_status": None,
+        "warmup_trial": prior.get("warmup_trial"),
         "analysis": None,
         "analysis_error": None,
         "consistency": None,
@@ -266,13 +335,19 @@ def run_sweep(
     summary["points"] = prior.get("points") or []
     summary["analysis"] = prior.get("analysis")
     summary["consistency"] = prior.get("consistency")
-    ballast = Ballast(rd.run_id, s.replica_cpus, rd.path / "runtime" / "logs")
+    summary["precision"] = prior.get("precision")
+    logs = rd.path / "runtime" / "logs"
+    ballast = Ballast(rd.run_id, s.replica_cpus, logs, s.cpu_period_us)
+    probe = Probe(rd.run_id, logs)
     loadgen_group: CpuGroup | None = None
     mf: dict = {}
     per_trial = s.warmup + s.duration + OVERHEAD_S
     queue = trial_order(s.sweep, s.trials, first)
     done_here = 0
     workers = s.loadgen_workers
+    clock: float | None = None  # when the stack first answered: TIME_BUDGET counts from it
+    stopped_by: str | None = None
+    warm_s = 0.0  # the warm-up trial's wall time, not a measured trial's cost
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         mf = manifest(s, rd, runtime, started)
@@ -285,13 +360,44 @@ def run_sweep(
         limits = mf["runtime"]["cpu_limits"]
         if s.ballast and not ballast.usable:
             log(f"[warning] no ballast: it needs a cgroup CPU quota ({ballast.reason})")
+        if not probe.usable:
+            log(f"[warning] no host speed probe: it needs a cgroup CPU quota ({probe.reason})")
         if limits == "none":
             log(
                 f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
                 "every point will be marked oversubscribed"
             )
+        probe.start()
         running: int | None = None
         attempt = 0
+
+        def load(n: int, seconds: float, warmup: float, out: Path, tick) -> tuple:
+            """One Locust run at N; returns its LoadRun, plan and the host speed."""
+            nonlocal loadgen_group
+            readings: list = []
+
+            def counters() -> dict:
+                reading = probe.reading()
+                readings.append(reading)
+                return {
+                    **runtime.counters(),
+                    **host_counters(ballast, reading[1] if reading else 0),
+                }
+
+            plan = loadgen.LocustPlan(
+                s.scenario, runtime.endpoint, s.users_at(n), seconds, workers,
+                load=s.load, rate=s.rate,
+            )  # fmt: skip
+            if s.loadgen_cpus and loadgen_group is None:
+                loadgen_group = CpuGroup(
+                    cgroups.detect()[0], f"hscale-{rd.run_id}/loadgen", s.loadgen_cpus
+                )
+            run = loadgen.run_point(
+                plan, warmup, out, rd.run_id, counters, tick, runtime.loadgen_launcher(),
+                loadgen_group,
+            )  # fmt: skip
+            return run, plan, speed(readings[0], readings[-1]) if len(readings) >= 2 else None
+
         while queue:
             n, k = queue[0]
             base = done_here * per_trial
@@ -305,10 +411,28 @@ def run_sweep(
             elif n != running:
                 runtime.resize(n)
             running = n
+            if clock is None:
+                clock = time.monotonic()
             if s.ballast:
                 ballast.resize(max(s.sweep) - n)
             progress(f"{label}: verifying endpoints through nginx", base + 2)
             verify(runtime.endpoint, runtime.replicas(), shared=s.store != "memory")
+            if s.warmup_trial and not prior and summary["warmup_trial"] is None:
+                # The first trial of a cold stack and host runs slow: load it, discard it.
+                progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
+                out = rd.path / "points" / "warmup"
+                warm_t0 = time.monotonic()
+                run, _, hs = load(n, s.warmup_trial, 0.0, out, lambda phase: None)
+                warm_s = time.monotonic() - warm_t0
+                seconds = run.tally["duration_s"]
+                ok = run.tally["requests"] - run.tally["failures"]
+                summary["warmup_trial"] = {
+                    "replicas": n,
+                    "seconds": round(seconds, 2),
+                    "throughput_rps": round(ok / seconds, 2) if seconds > 0 else None,
+                    "host_speed": hs,
+                    "raw": str(out.relative_to(rd.path)),
+                }
             counter_before = read_counters(runtime.endpoint, runtime.replicas())
             users = s.users_at(n)
             out = rd.trial_dir(n, k, attempt)
@@ -322,34 +446,11 @@ def run_sweep(
                     base + OVERHEAD_S + min(time.monotonic() - t0, s.warmup + s.duration),
                 )
 
-            def counters() -> dict:
-                return {**runtime.counters(), **host_counters(ballast)}
-
-            plan = loadgen.LocustPlan(
-                s.scenario,
-                runtime.endpoint,
-                users,
-                s.warmup + s.duration,
-                workers,
-                load=s.load,
-                rate=s.rate,
-            )
-            if s.loadgen_cpus and loadgen_group is None:
-                loadgen_group = CpuGroup(
-                    cgroups.detect()[0], f"hscale-{rd.run_id}/loadgen", s.loadgen_cpus
-                )
-            run = loadgen.run_point(
-                plan,
-                s.warmup,
-                out,
-                rd.run_id,
-                counters,
-                tick,
-                runtime.loadgen_launcher(),
-                loadgen_group,
-            )
+            run, plan, host_speed = load(n, s.warmup + s.duration, s.warmup, out, tick)
             counter_after = read_counters(runtime.endpoint, runtime.replicas())
-            trial = make_trial(n, k, len(trials), plan, run, runtime, s, limits, out, rd.path)
+            trial = make_trial(
+                n, k, len(trials), plan, run, runtime, s, limits, out, rd.path, host_speed
+            )
             trial["consistency"] = consistency.judge(
                 run.tally.get("consistency"), counter_before, counter_after
             )
@@ -366,20 +467,23 @@ def run_sweep(
             attempt, done_here = 0, done_here + 1
             trials.append(trial)
             histograms[(n, k)] = run.tally["histogram"]
-            summary["trials"] = trials
-            summary["consistency"] = consistency.summarize([t["consistency"] for t in trials])
-            summary["points"] = aggregate.points(trials, histograms, s.load == "closed")
-            try:
-                summary["analysis"], summary["analysis_error"] = analysis_of(summary), None
-            except ValueError as exc:  # a fit that cannot be made is reported, not fatal
-                summary["analysis"], summary["analysis_error"] = None, str(exc)
+            elapsed = time.monotonic() - clock
+            judge(summary, trials, histograms, s, (elapsed - warm_s) / done_here)
+            summary["precision_status"] = precision_status(
+                summary["points"], s, elapsed, stopped_by
+            )
             rd.write_summary(summary)
             if not queue:
-                extra = needs_more_trials(summary["points"], s.ci_target, s.max_trials)
-                done = {p["replicas"]: p["trials"] for p in summary["points"]}
-                # Continue from the N now running, as trial_order does.
-                extra.sort(reverse=running == max(extra, default=0))
-                queue = [(m, done[m] + 1) for m in extra]
+                room = None
+                if s.time_budget:
+                    # The trials so far say what one costs here, resizes included.
+                    room = int((s.time_budget - elapsed) // ((elapsed - warm_s) / done_here))
+                queue = [
+                    (m, 1 + max(t["trial"] for t in trials if t["replicas"] == m))
+                    for m in extra_trials(summary["points"], s, running, room)
+                ]
+                if not queue and needs_more_trials(summary["points"], s.ci_target, s.max_trials):
+                    stopped_by = "time budget" if room == 0 else "max trials"
         summary["status"] = "complete"
     except (KeyboardInterrupt, Interrupted) as exc:
         summary["status"] = "interrupted"
@@ -397,11 +501,16 @@ def run_sweep(
         try:
             progress("tearing down", done_here * per_trial)
             ballast.stop()
+            probe.stop()
             if loadgen_group is not None:
                 loadgen_group.remove()
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
             summary["ended_at"] = now_iso()
+            if clock is not None and summary["points"]:
+                summary["precision_status"] = precision_status(
+                    summary["points"], s, time.monotonic() - clock, stopped_by
+                )
             rd.write_summary(summary)
             if mf:
                 rd.write_manifest(
@@ -412,3 +521,27 @@ def run_sweep(
             for sig, handler in old.items():
                 signal.signal(sig, handler)
     return summary
+
+
+def judge(summary: dict, trials: list[dict], histograms: dict, s: Settings, trial_s: float) -> None:
+    """Everything summary.json derives from the trials so far: the speed adjustment,
+    consistency, points, the scaling analysis and, where it cannot decide, what would
+    (trial_s: the wall time one trial takes here)."""
+    cv = precision.control_variate(trials, s.speed_adjust and s.load == "closed")
+    for t, x in zip(trials, cv.pop("adjusted"), strict=True):
+        t["throughput_adj_rps"] = x if cv["used"] else None
+    summary["precision"] = cv
+    summary["consistency"] = consistency.summarize([t["consistency"] for t in trials])
+    summary["points"] = aggregate.points(
+        trials, histograms, s.load == "closed", fitted=1 if cv["used"] else 0
+    )
+    try:
+        summary["analysis"], summary["analysis_error"] = analysis_of(summary), None
+    except ValueError as exc:  # a fit that cannot be made is reported, not fatal
+        summary["analysis"], summary["analysis_error"] = None, str(exc)
+    found = summary["analysis"]
+    if found:
+        per_n = {p["replicas"]: p["trials"] for p in summary["points"]}
+        found["advice"] = advice(found, per_n, s.sweep, trial_s, bench_command(s))
+        if found["advice"]:
+            found["verdict"] += " " + found["advice"]

@@ -30,6 +30,20 @@ _PORT_LO, _PORT_HI = 20_000, 32_000
 _handed_out: set[int] = set()
 
 
+# The sweep's defaults aim at a decisive verdict in minutes: trials are added until every
+# CI is within 5%, after a discarded warm-up trial. A behaviour test runs exactly the
+# trials it asks for, so these apply unless the test names the knob itself.
+TEST_KNOBS = {"--ci-target": "0", "--warmup-trial": "0"}
+
+
+def with_test_knobs(args: list[str]) -> list[str]:
+    """bench and compare-stores arguments with TEST_KNOBS added where not given."""
+    if not args or args[0] not in ("bench", "compare-stores"):
+        return args
+    extra = [x for flag, value in TEST_KNOBS.items() if flag not in args for x in (flag, value)]
+    return [*args, *extra]
+
+
 def hscale_cmd() -> list[str]:
     """The installed console script of this venv (falls back to `python -m hscale.cli`)."""
     script = Path(sys.executable).parent / "hscale"
@@ -96,7 +110,7 @@ def run_hscale(
     args: list[str], *, tmpdir: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*hscale_cmd(), *args],
+        [*hscale_cmd(), *with_test_knobs(args)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -209,11 +209,23 @@ class DockerRuntime(Runtime):
             apps = self._containers("app")
             healthy = [c for c in apps if _health(c) == "healthy"]
             if len(apps) == n and len(healthy) == n and self._nginx_ready():
+                self._set_cpu_period(apps)
                 return
             if time.monotonic() > deadline:
                 states = {c.name: _health(c) for c in apps}
                 raise StartupError(f"app replicas not healthy after 90 s: {states}")
             time.sleep(0.5)
+
+    def _set_cpu_period(self, apps: list) -> None:
+        """CPU_PERIOD_US on every replica (see cgroups.set_container_period)."""
+        if self.s.cpu_period_us == cgroups.PERIOD_US:
+            return
+        for c in apps:
+            if not cgroups.set_container_period(c.id, self.s.replica_cpus, self.s.cpu_period_us):
+                raise StartupError(
+                    f"CPU_PERIOD_US={self.s.cpu_period_us}: the cgroup of {c.name} is not on "
+                    "this host; only the default period (100000) works here"
+                )
 
     def replicas(self) -> list[str]:
         return sorted(_hostname(c) for c in self._containers("app"))
@@ -278,6 +290,7 @@ class DockerRuntime(Runtime):
                 "store": self._store_details(),
                 "init_store": " ".join(INIT_STORE) if self.s.store in STORES_NEEDING_INIT else None,
                 "replica_memory": self.s.replica_memory,
+                "cfs_period_us": self.s.cpu_period_us,
                 "gunicorn": {
                     "workers": self.s.workers,
                     "worker_class": self.s.worker_class,

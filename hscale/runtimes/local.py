@@ -126,7 +126,7 @@ class LocalRuntime(Runtime):
             cpu_limits="none" if self.mode == "none" else f"cgroup-{self.mode}",
             cpu_limits_reason=self.reason,
             details={
-                "cfs_period_us": cgroups.PERIOD_US,
+                "cfs_period_us": self.s.cpu_period_us,
                 "nginx": self.nginx_bin,
                 **({"redis_server": store["binary"]} if self.s.store == "redis" else {}),
                 "store": store,
@@ -158,7 +158,7 @@ class LocalRuntime(Runtime):
     def _group(self, name: str, cpus: float | None) -> CpuGroup | None:
         if self.mode == "none":
             return None
-        group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", cpus)
+        group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", cpus, self.s.cpu_period_us)
         self.groups[name] = group
         return group
 

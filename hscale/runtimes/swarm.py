@@ -90,6 +90,7 @@ class SwarmRuntime(DockerRuntime):
         while True:
             running = self._running_tasks("app")
             if len(running) == n and self._running_tasks("nginx") and self._nginx_ready():
+                self._set_cpu_period(self._containers("app"))  # those on this node
                 return
             if time.monotonic() > deadline:
                 raise StartupError(f"swarm: {len(running)} of {n} app tasks running after 120 s")

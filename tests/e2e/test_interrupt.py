@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hscale_testkit import (
     ROOT,
+    TEST_KNOBS,
     Ports,
     cgroup_dirs,
     clean_up_run,
@@ -78,6 +79,7 @@ def start_bench(tmp_path) -> Iterator:
         argv = [
             *hscale_cmd(),
             "bench",
+            *(x for item in TEST_KNOBS.items() for x in item),
             "--sweep",
             sweep,
             "--scenario",

@@ -189,15 +189,74 @@ def test_summary_of_unknown_schema_is_rejected() -> None:
         measurements_from_summary({"schema_version": 3})
 
 
-def test_sublinear_data_with_few_points_is_not_called_linear() -> None:
-    """6 trials at 3 N, clearly retrograde: AICc cannot justify a richer model with so few
-    points, so linear is 'chosen', but the verdict must not claim the data are linear."""
+def test_retrograde_data_with_few_points_is_not_called_linear() -> None:
+    """6 trials at 3 N, clearly retrograde: throughput falls 21% from N = 2 to N = 3,
+    far beyond the spread of the repeats, so the USL, the only model that can fall, is
+    chosen, and the verdict must not claim the data are linear."""
     m = [(1, 1, 100.0), (1, 2, 101.0), (2, 1, 150.0), (2, 2, 152.0), (3, 1, 120.0), (3, 2, 118.0)]
     out = analyze(m)
-    assert out["model"] == "linear"
+    assert out["model"] == "usl"
+    assert out["decline"]["from_n"] == 2 and out["decline"]["to_n"] == 3
     assert out["efficiency_ci"]["2"][1] < 0.9
-    assert "measurably sublinear" in out["verdict"]
+    assert "coherency-bound" in out["verdict"]
     assert "no contention or coherency cost" not in out["verdict"]
+
+
+def test_json_on_the_specsdm91_dataset_reports_the_usl_and_its_peak() -> None:
+    """Gunther's SPEC SDM91 data rise to 1853 at N = 72 and fall 8% by N = 216: Amdahl
+    (lambda 146 per replica against a measured 64.9) must not be reported."""
+    done = run(str(DATA / "usl_specsdm91.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["model"] == "usl"
+    assert out["selection"]["by"] == "F test" and out["selection"]["against"] == "amdahl"
+    assert out["selection"]["p"] == pytest.approx(0.018, abs=1e-3)
+    assert out["models"]["usl"]["selection"]["df"] == [1, 4]
+    assert out["models"]["amdahl"]["selection"]["accepted"] is True
+    assert out["models"]["linear"]["selection"] is None
+    assert out["sigma"] == pytest.approx(2.773e-02, rel=1e-3)  # R's usl, as test_usl.py
+    assert out["peak_n"] == pytest.approx(96.5, abs=0.05) and out["peak_extrapolated"] is False
+    assert out["usl_peak_n"] == out["peak_n"]
+    assert out["measured_max"] == {"n": 72, "throughput": pytest.approx(1853.2)}
+    assert out["measured_base"] == {"n": 1, "per_replica": pytest.approx(64.9)}
+    v = out["verdict"]
+    assert "coherency-bound" in v and "F test, p = 0.018" in v and "N* = 96.5" in v
+    assert "1,853 at N = 72" in v
+    assert "caps throughput" not in v and "tentative" not in v
+
+
+@pytest.mark.parametrize("name", ["usl_cisco", "usl_raytracer", "usl_specsdm91"])
+def test_headline_values_are_those_of_the_chosen_model(name: str) -> None:
+    rows = measurements_from_csv((DATA / f"{name}.csv").read_text())
+    out = analyze(rows)
+    chosen = out["models"][out["model"]]
+    for key in ("sigma", "kappa", "lambda"):
+        assert out[key] == chosen["params"][key], key
+        assert out[f"{key}_ci"] == chosen["ci"].get(key), key
+    assert out["r_squared"] == chosen["r_squared"]
+    if out["model"] == "usl":
+        assert out["peak_n"] == out["usl_peak_n"] is not None
+    else:
+        assert out["peak_n"] is None and out["peak_throughput"] is None
+    assert out["selection"]["model"] == out["model"]
+
+
+def test_amdahl_far_from_the_measured_lambda_is_called_a_misfit() -> None:
+    """The old verdict on specsdm91: Amdahl with lambda = 146 per replica where X(1) is
+    64.9. Should Amdahl be chosen with such a lambda, the verdict says it misfits."""
+    forced = analyze(measurements_from_csv((DATA / "usl_specsdm91.csv").read_text()))
+    amdahl = forced["models"]["amdahl"]
+    forced["model"], forced["peak_n"] = "amdahl", None
+    forced["selection"] = {"model": "amdahl", "by": "F test", "test": "F", "against": "linear"}
+    forced["selection"]["p"] = amdahl["selection"]["p"]
+    forced["models"]["usl"]["selection"].update(p=0.3, accepted=False)  # as if F failed
+    text = verdict(forced)
+    assert "contention-bound" in text and "caps throughput" in text
+    assert "2.25x the 64.9 measured per replica at N = 1" in text and "misfit" in text
+    assert "F test, p < 0.0001" in text
+    assert "N* = 96.5" in text and "tentative" in text and "p = 0.3" in text
+    raytracer = analyze(measurements_from_csv((DATA / "usl_raytracer.csv").read_text()))
+    assert raytracer["model"] == "amdahl" and "misfit" not in raytracer["verdict"]  # 21.8 vs 20
 
 
 def test_verdict_survives_missing_fields() -> None:

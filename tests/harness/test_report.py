@@ -68,7 +68,8 @@ def test_html_has_verdict_status_and_points(run: Path, summary: dict):
     for r, p in zip(rows, summary["points"], strict=True):
         lo, hi = p["throughput_ci"]
         assert r[2] == f"{report.num(p['throughput_rps'])} [{report.num(lo)}, {report.num(hi)}]"
-        assert ("E > 1" in r[4]) == (p["efficiency"] > 1)  # superlinear is flagged
+        assert r[3] == report.num(p["throughput_raw_rps"])  # as measured, beside
+        assert ("E > 1" in r[5]) == (p["efficiency"] > 1)  # superlinear is flagged
         assert r[-1] == ("yes" if p["valid"] else "no")
 
 
@@ -116,7 +117,8 @@ def test_markdown_summary(run: Path, summary: dict):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == str(p["replicas"]) and cells[1] == str(p["trials"])
         assert cells[2].startswith(report.num(p["throughput_rps"]) + " [")
-        assert ("E > 1" in cells[3]) == (p["efficiency"] > 1)
+        assert cells[3] == report.num(p["throughput_raw_rps"])
+        assert ("E > 1" in cells[4]) == (p["efficiency"] > 1)
         assert cells[-1] == ("yes" if p["valid"] else "**no**")
     assert f"Model: {summary['analysis']['model']}" in md
     assert "Test CPU @ 2.40GHz" in md

@@ -69,7 +69,7 @@ def test_every_knob_default_parses():
 def test_blank_value_means_unset():
     s = load_ok(REPLICAS="  ", SWEEP="", DURATION=" ", USERS="")
     assert s.sweep == (1, 2, 3, 4)
-    assert s.duration == 20.0
+    assert s.duration == 10.0
     assert s.users is None
 
 

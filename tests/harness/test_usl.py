@@ -105,8 +105,22 @@ def test_raytracer_kappa_on_its_bound_matches_r_usl() -> None:
     assert m.ci_method == "bootstrap"
     assert m.ci["kappa"][0] == 0.0 and m.ci["kappa"][1] > 0
     assert fit.peak_n is None  # kappa = 0: no peak
-    assert fit.model == "amdahl"  # kappa adds nothing, sigma's CI excludes 0
+    assert fit.model == "amdahl"  # kappa = 0 on its bound adds nothing; sigma passes F
     assert fit.weak_fit is None  # 11 distinct N
+
+
+def test_specsdm91_falls_past_its_maximum_and_gets_the_usl() -> None:
+    """Measured throughput rises to 1853 at N = 72, then falls 8% by N = 216: a model that
+    cannot fall must not be chosen. The F test accepts the USL over Amdahl (R's fit: its
+    extra sum of squares is 15x the residual variance, p = 0.018)."""
+    fit = usl.fit(*load("usl_specsdm91"))
+    assert fit.model == "usl" and fit.chosen_by == "F test"
+    sel = fit.models["usl"].selection
+    assert sel.against == "amdahl" and sel.test == "F" and sel.df == (1, 4)
+    assert sel.f == pytest.approx(15.13, abs=0.01) and sel.p == pytest.approx(0.018, abs=1e-3)
+    assert fit.models["amdahl"].selection.accepted  # Amdahl beats linear, too
+    assert fit.measured_max == (72, pytest.approx(1853.2))
+    assert fit.peak_n == pytest.approx(96.5, abs=0.05) and fit.peak_extrapolated is False
 
 
 # --- synthetic data ----------------------------------------------------------------------
@@ -160,9 +174,9 @@ def test_linear_data_selects_linear() -> None:
 
 
 def test_linear_data_rarely_gets_a_richer_model() -> None:
-    """Selection needs AICc - 2 and a CI excluding 0: on pure noise a richer model should
-    win seldom (the 5% a 95% CI allows, a little more since noise grows with X). 10
-    datasets shaped like a small hscale sweep (N = 1..4, 3 trials), at most 2 wrong."""
+    """Selection needs an F test at p < 0.05: on pure noise a richer model should win
+    seldom (the 5% the test allows, a little more since noise grows with X). 10 datasets
+    shaped like a small hscale sweep (N = 1..4, 3 trials), at most 2 wrong."""
     wrong = sum(
         usl.fit(*noisy([1, 2, 3, 4], 3, 250.0, 0.0, 0.0, 0.03, seed)).model != "linear"
         for seed in range(10)
@@ -214,6 +228,111 @@ def test_band_brackets_the_curve_and_bootstrap_stays_fast() -> None:
     cisco = usl.fit(*load("usl_cisco"))
     lo, hi = usl.band(cisco, [16.0])  # delta method (t CI): a narrow band around X(16)
     assert lo[0] < usl.predict(cisco, [16.0])[0] < hi[0] and (hi[0] - lo[0]) < 0.05 * hi[0]
+
+
+# --- model choice: F tests and the decline rule --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sigma", "kappa", "expected", "against"),
+    [
+        (0.0, 0.0, "linear", None),
+        (0.1, 0.0, "amdahl", "linear"),
+        (0.05, 0.95 / 25, "usl", "amdahl"),  # N* = 5 inside 1..8
+    ],
+)
+def test_f_test_picks_the_shape_of_clean_data(
+    sigma: float, kappa: float, expected: str, against: str | None
+) -> None:
+    n, x = noisy(list(range(1, 9)), 3, 100.0, sigma, kappa, cv=0.02, seed=3)
+    fit = usl.fit(n, x)
+    assert fit.model == expected
+    assert fit.chosen_by == ("simplest" if expected == "linear" else "F test")
+    if against is not None:
+        sel = fit.chosen.selection
+        assert sel.test == "F" and sel.against == against and sel.p < usl.ALPHA
+    else:  # every richer model was weighed and turned down
+        for name in ("amdahl", "usl"):
+            assert not fit.models[name].selection.accepted
+
+
+def test_f_statistic_is_the_extra_sum_of_squares_ratio() -> None:
+    n, x = noisy(list(range(1, 9)), 3, 100.0, 0.1, 0.0, cv=0.05, seed=1)
+    fit = usl.fit(n, x)
+    lin, amd = fit.models["linear"], fit.models["amdahl"]
+    f = ((lin.sse - amd.sse) / (lin.dof - amd.dof)) / (amd.sse / amd.dof)
+    sel = amd.selection
+    assert sel.f == pytest.approx(f) and sel.df == (1, amd.dof)
+    assert sel.p == pytest.approx(sps.f.sf(f, 1, amd.dof))
+
+
+def test_usl_is_weighed_against_linear_when_amdahl_is_not_accepted() -> None:
+    """A superlinear start then a fall: Amdahl's F test fails (p = 0.066), so the USL is
+    tested against linear directly, with its 2 extra parameters, not skipped: a pure
+    coherency curve (its fit has sigma = 0 here) must get its own chance."""
+    fit = usl.fit([1, 2, 3, 4, 5, 6], [100.0, 240.0, 370.0, 480.0, 520.0, 470.0])
+    assert not fit.models["amdahl"].selection.accepted
+    sel = fit.models["usl"].selection
+    assert sel.test == "F" and sel.against == "linear" and sel.df == (2, 3)
+    assert fit.models["usl"].params["sigma"] == 0.0 and fit.models["usl"].params["kappa"] > 0
+    lin, rich = fit.models["linear"], fit.models["usl"]
+    assert sel.f == pytest.approx(((lin.sse - rich.sse) / 2) / (rich.sse / 3))
+
+
+def test_richer_fit_on_its_bound_is_not_accepted() -> None:
+    fit = usl.fit(*load("usl_raytracer"))  # kappa = 0: the USL fit is the Amdahl fit
+    sel = fit.models["usl"].selection
+    assert sel.test is None and not sel.accepted and "kappa = 0 on its bound" in sel.reason
+
+
+def test_zero_residual_dof_keeps_the_simpler_model() -> None:
+    two = usl.fit([1, 2], [100, 150])  # Amdahl passes both points exactly: dof 0
+    sel = two.models["amdahl"].selection
+    assert two.model == "linear" and sel.test is None and sel.p is None
+    assert "no residual degrees of freedom" in sel.reason and not sel.accepted
+    three = usl.fit([1, 2, 4], [100, 190, 350])  # 3 points, 3 USL parameters
+    assert "no residual degrees of freedom" in three.models["usl"].selection.reason
+    assert three.models["amdahl"].selection.test == "F"  # Amdahl still has 1 dof
+
+
+def test_a_clear_decline_forces_the_usl_when_f_does_not() -> None:
+    """3 points rising then falling 20%: the USL passes them exactly, so no F test is
+    possible, and no noise can be estimated: a drop > 5% counts."""
+    fit = usl.fit([1, 2, 3], [100.0, 150.0, 120.0])
+    assert fit.models["usl"].selection.test is None  # the F test could not pick it
+    assert fit.model == "usl" and fit.chosen_by == "decline"
+    assert "measured decline past N = 2" in fit.reason
+    d = fit.decline
+    assert (d.from_n, d.to_n) == (2, 3) and d.drop == pytest.approx(30.0)
+    assert d.drop_ratio == pytest.approx(0.2) and d.noise_bound is None
+
+
+def test_a_decline_beyond_repeat_noise_overrides_a_failed_f_test() -> None:
+    """One trial per N up to N = 4 on a ragged rise, then tight repeats at N = 5 and 7:
+    the USL's F test against Amdahl fails on the lack of fit of the rise (p = 0.07),
+    while the 17% fall from N = 5 to N = 7 is ten times the repeats' noise bound."""
+    n = [1, 2, 3, 4, 5, 5, 6, 7, 7]
+    x = [100.0, 200.0, 280.0, 400.0, 480.0, 484.0, 470.0, 400.0, 404.0]
+    fit = usl.fit(n, x)
+    sel = fit.models["usl"].selection
+    assert sel.test == "F" and not sel.accepted  # p >= 0.05: F alone would not pick it
+    assert fit.model == "usl" and fit.chosen_by == "decline"
+    assert fit.decline.from_n == 5 and fit.decline.to_n == 7
+    assert fit.decline.noise == "pooled within-N spread"
+    assert fit.decline.drop > fit.decline.noise_bound
+
+
+def test_a_drop_within_noise_forces_nothing() -> None:
+    """Contention-bound data (Amdahl, sigma = 0.3) whose last mean dips 1.3% below the one
+    before, with 5% repeat noise: not a decline, and the F tests' Amdahl stays."""
+    means = {1: 100.0, 2: 153.8, 3: 187.5, 4: 210.5, 5: 227.0, 6: 224.0}
+    n = [k for k in means for _ in range(3)]
+    x = [means[k] * (1 + d) for k in means for d in (-0.05, 0.0, 0.05)]
+    fit = usl.fit(n, x)
+    assert fit.decline is None
+    assert fit.measured_max == (5, pytest.approx(227.0))
+    assert fit.chosen_by == "F test" and fit.model == "amdahl"
+    assert not fit.models["usl"].selection.accepted
 
 
 @pytest.mark.parametrize(

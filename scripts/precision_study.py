@@ -1,0 +1,105 @@
+"""How much each precision method buys on real runs: raw vs speed-adjusted trial noise,
+E(N) from independent trials vs from rounds (blocks of trials adjacent in time), and the
+first trial against the later ones at its N.
+
+    .venv/bin/python scripts/precision_study.py results/<run> [results/<run> ...]
+
+Reads only summary.json; prints one block per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from analysis import precision
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    return p.parse_args()
+
+
+def block_efficiency(trials: list[dict], key: str) -> dict[int, tuple[float, float, int]]:
+    """E(N) per round r as X_r(N) / (N X_r(base)), then mean and 95% t half-width (log)."""
+    base = min(t["replicas"] for t in trials)
+    rounds: dict[int, dict[int, float]] = defaultdict(dict)
+    for t in trials:
+        rounds[t["trial"]][t["replicas"]] = t[key]
+    out = {}
+    for n in sorted({t["replicas"] for t in trials} - {base}):
+        logs = [math.log(r[n] / n / r[base]) for r in rounds.values() if n in r and base in r]
+        if len(logs) < 2:
+            continue
+        half = precision._t(len(logs) - 1) * float(np.std(logs, ddof=1)) / math.sqrt(len(logs))
+        out[n] = (math.exp(float(np.mean(logs))), half, len(logs))
+    return out
+
+
+def study(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    trials = summary["trials"]
+    print(f"== {run.name}: {len(trials)} trials, {summary['status']}")
+    cv = precision.control_variate(trials)
+    print(
+        f"trial CV pooled over N: raw {cv['cv_raw']:.2%}"
+        + (
+            f", adjusted {cv['cv_adjusted']:.2%} (beta {cv['beta']:.2f} {cv['beta_ci']})"
+            if cv["used"]
+            else f" (no adjustment: {cv['reason']})"
+        )
+    )
+    by_n: dict[int, list[dict]] = defaultdict(list)
+    for t in trials:
+        by_n[t["replicas"]].append(t)
+    first = min(trials, key=lambda t: t["seq"])
+    later = [t["throughput_rps"] for t in by_n[first["replicas"]] if t is not first]
+    if later:
+        print(
+            f"first trial (N = {first['replicas']}): {first['throughput_rps']:.0f} req/s, "
+            f"{first['throughput_rps'] / np.mean(later) - 1:+.1%} against the later ones"
+        )
+    adjusted = {id(t): x for t, x in zip(trials, cv["adjusted"], strict=True)}
+    for t in trials:
+        t["_adj"] = adjusted[id(t)]
+    raw_noise = precision.pooled_cv(
+        {n: [t["throughput_rps"] for t in ts] for n, ts in by_n.items()}
+    )
+    adj_noise = precision.pooled_cv(
+        {n: [t["_adj"] for t in ts] for n, ts in by_n.items()}, 1 if cv["used"] else 0
+    )
+    base = min(by_n)
+    for label, key, noise in (("raw", "throughput_rps", raw_noise), ("adj", "_adj", adj_noise)):
+        blocks = block_efficiency(trials, key)
+        for n, (e, half, k) in blocks.items():
+            pooled = ""
+            if noise:
+                h = (
+                    precision._t(noise[1])
+                    * noise[0]
+                    * math.sqrt(1 / len(by_n[n]) + 1 / len(by_n[base]))
+                )
+                pooled = f"; pooled +-{h:.1%}"
+            print(f"  {label} E({n}) by rounds {e:.3f} +-{half:.1%} ({k} rounds){pooled}")
+    speeds = [t.get("host_speed") for t in trials]
+    if all(speeds):
+        s = np.asarray(speeds)
+        print(
+            f"host speed: CV {np.std(s, ddof=1) / np.mean(s):.1%}, "
+            f"range {s.min():.1f}-{s.max():.1f}"
+        )
+
+
+def main() -> None:
+    for run in parse_args().runs:
+        study(run)
+
+
+if __name__ == "__main__":
+    main()

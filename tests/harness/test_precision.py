@@ -1,0 +1,159 @@
+"""Precision: the host-speed control variate, pooled CIs, the sequential plan, advice."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from scipy import stats
+
+from analysis import advice, latency, precision
+from analysis.analyze import analyze
+from hscale import settings
+from hscale.sweep import extra_trials, precision_status
+
+
+def trials_with_speed(noise: float, beta: float = 1.0, seed: int = 1) -> list[dict]:
+    """4 N x 4 trials: X = 100 N * speed**beta * (1 + small own noise), speed drifting."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(4):
+        for n in (1, 2, 3, 4):
+            speed = 10 * (1 + rng.gauss(0, 0.08))
+            own = 1 + rng.gauss(0, noise)
+            out.append(
+                {
+                    "replicas": n,
+                    "trial": k + 1,
+                    "throughput_rps": 100 * n * (speed / 10) ** beta * own,
+                    "host_speed": speed,
+                }
+            )
+    return out
+
+
+def test_control_variate_takes_the_hosts_speed_out_and_keeps_the_raw_figures():
+    trials = trials_with_speed(noise=0.005)
+    cv = precision.control_variate(trials)
+    assert cv["used"]
+    assert cv["beta_ci"][0] < 1.0 < cv["beta_ci"][1]
+    assert cv["cv_raw"] > 0.05  # the 8% speed noise
+    assert cv["cv_adjusted"] < 0.01  # only the 0.5% own noise is left
+    assert len(cv["adjusted"]) == len(trials)
+    assert [t["throughput_rps"] for t in trials] != cv["adjusted"]
+
+
+def test_a_probe_that_does_not_track_throughput_changes_little():
+    trials = trials_with_speed(noise=0.03, beta=0.0)
+    cv = precision.control_variate(trials)
+    assert cv["beta_ci"][0] < 0.0 < cv["beta_ci"][1] or abs(cv["beta"]) < 0.3
+    assert cv["cv_adjusted"] < cv["cv_raw"] * 1.15
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda ts: ts[0].update(host_speed=None), "host speed reading"),
+        (lambda ts: ts.__delitem__(slice(6, None)), "too few repeated trials"),
+    ],
+)
+def test_control_variate_is_not_used_without_readings_or_repeats(change, reason):
+    trials = trials_with_speed(noise=0.01)
+    change(trials)
+    cv = precision.control_variate(trials)
+    assert not cv["used"] and reason in cv["reason"]
+    assert cv["adjusted"] == [t["throughput_rps"] for t in trials]
+    assert precision.control_variate(trials_with_speed(0.01), enabled=False)["reason"] == (
+        "SPEED_ADJUST=0"
+    )
+
+
+def test_pooled_cv_and_intervals_by_hand():
+    by_n = {1: [90.0, 110.0], 2: [190.0, 210.0]}
+    # deviations: +-0.1 and +-0.05; 2 df
+    cv, df = precision.pooled_cv(by_n)
+    assert df == 2 and cv == pytest.approx(math.sqrt((0.02 + 0.005) / 2))
+    assert precision.pooled_cv(by_n, fitted=1)[1] == 1
+    assert precision.pooled_cv({1: [5.0], 2: [7.0]}) is None
+    lo, hi = precision.mean_ci([90.0, 110.0], cv, df)
+    half = stats.t.ppf(0.975, 2) * cv / math.sqrt(2) * 100
+    assert (lo, hi) == pytest.approx((100 - half, 100 + half))
+    lo, hi = precision.ratio_ci(2, 2, 1.0, cv, df)
+    assert lo * hi == pytest.approx(1.0)  # symmetric on the log scale
+    assert precision.trials_needed(0.02, 8, 0.05) == 2
+    assert precision.trials_needed(0.05, 8, 0.05) == math.ceil(stats.t.ppf(0.975, 8) ** 2)
+
+
+def test_efficiency_interval_uses_the_pooled_noise():
+    meas = [(n, k, 100.0 * n * (1 + d)) for k, d in enumerate((-0.02, 0.0, 0.02)) for n in (1, 2)]
+    a = analyze(meas)
+    cv, df = a["noise"]["cv"], a["noise"]["df"]
+    assert df == 4 and cv == pytest.approx(0.02 * math.sqrt(2 * 2 / 4))
+    lo, hi = a["efficiency_ci"]["2"]
+    half = stats.t.ppf(0.975, 4) * cv * math.sqrt(2 / 3)
+    assert (lo, hi) == pytest.approx((math.exp(-half), math.exp(half)))
+
+
+def test_advice_names_the_trials_minutes_and_command_only_when_undecided():
+    undecided = {
+        "efficiency": {"1": 1.0, "2": 0.93},
+        "efficiency_ci": {"1": None, "2": [0.86, 1.0]},
+        "noise": {"cv": 0.05, "df": 4},
+    }
+    text = advice.advice(undecided, {1: 3, 2: 3}, (1, 2), 30.0, "make bench REPLICAS=2")
+    d = math.log(0.93 / 0.9)
+    needed = math.ceil(2 * (stats.t.ppf(0.975, 4) * 0.05 / d) ** 2)
+    assert f"about {needed} trials" in text and f"{needed - 3} more round(s)" in text
+    assert f"make bench REPLICAS=2 TRIALS={needed}" in text and "minute" in text
+    decided = {**undecided, "efficiency_ci": {"1": None, "2": [0.91, 0.95]}}
+    assert advice.advice(decided, {1: 3, 2: 3}, (1, 2), 30.0) is None
+    close = {**undecided, "efficiency": {"1": 1.0, "2": 0.901}}
+    assert "no practical number" in advice.advice(close, {1: 3, 2: 3}, (1, 2))
+
+
+def test_throttle_marks_percentiles_the_quota_stall_dominates():
+    stall = latency.throttle_stall_ms(0.25, 100_000)
+    assert stall == 75.0 and latency.throttle_stall_ms(0.25, 10_000) == 7.5
+    lat = {"p50": 20.0, "p90": 90.0, "p95": 120.0, "p99": 170.0, "p99_9": 400.0}
+    assert latency.throttle_dominated(lat, stall, 0.95) == ["p90", "p95", "p99", "p99_9"]
+    # few periods throttled: only the tail can be reached by the stall
+    assert latency.throttle_dominated(lat, stall, 0.02) == ["p99", "p99_9"]
+    assert latency.throttle_dominated({**lat, "p50": 37.4}, stall, 1.0)[0] == "p90"
+    assert latency.throttle_dominated({**lat, "p50": 37.5}, stall, 1.0)[0] == "p50"
+    assert latency.throttle_dominated({"p50": 2.0, "p99": 3.0}, 7.5, 0.95) == []
+    assert latency.throttle_dominated(lat, stall, None) == []
+
+
+def pt(n: int, half: float | None, trials: int) -> dict:
+    ci = None if half is None else [100 * (1 - half), 100 * (1 + half)]
+    return {
+        "replicas": n,
+        "throughput_rps": 100.0,
+        "throughput_ci": ci,
+        "throughput_ci_half": half,
+        "trials": trials,
+    }
+
+
+def test_extra_trials_go_where_the_ci_is_widest_within_the_room():
+    s = settings.load({"REPLICAS": "4", "CI_TARGET": "5%"}, host_cpus=2)
+    points = [pt(1, 0.08, 2), pt(2, 0.04, 2), pt(3, 0.12, 2), pt(4, 0.08, 2)]
+    assert extra_trials(points, s, running=4, room=None) == [4, 3, 1]  # from the running N
+    assert extra_trials(points, s, running=1, room=2) == [1, 3]  # N=3 widest, then baseline
+    assert extra_trials(points, s, running=1, room=0) == []
+    st = precision_status(points, s, 100.0, "time budget")
+    assert st["reached"] is False and st["stopped_by"] == "time budget"
+    done = [pt(n, 0.04, 3) for n in (1, 2)]
+    assert precision_status(done, s, 50.0, None)["stopped_by"] == "target reached"
+
+
+def test_new_knobs_parse_and_refuse_a_quota_below_the_kernels_minimum():
+    s = settings.load({"TIME_BUDGET": "5m", "CPU_PERIOD_US": "10000"}, host_cpus=2)
+    assert s.time_budget == 300 and s.cpu_period_us == 10_000 and s.ci_target == 0.05
+    with pytest.raises(settings.UsageError, match="below the kernel's 1000 us minimum"):
+        settings.load({"REPLICA_CPUS": "0.05", "CPU_PERIOD_US": "10000"}, host_cpus=2)
+    with pytest.raises(settings.UsageError, match="TIME_BUDGET must be a duration"):
+        settings.load({"TIME_BUDGET": "soon"}, host_cpus=2)
+    cmd = settings.bench_command(settings.load({"SCENARIO": "json", "REPLICAS": "3"}, 2))
+    assert cmd == "make bench REPLICAS=3 SCENARIO=json"
