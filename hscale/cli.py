@@ -276,23 +276,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measurements(path: Path) -> tuple[list, str, list | None]:
-    """(measurements, what they are, points) of a run directory (summary.json schema 1
-    or 2) or a CSV."""
-    from analysis.analyze import fit_input, measurements_from_csv
+def _measurements(path: Path) -> tuple[list, str, list | None, int]:
+    """(measurements, what they are, points, parameters fitted beyond the N means) of a
+    run directory (summary.json schema 1 or 2) or a CSV."""
+    from analysis.analyze import fit_input, fitted_params, measurements_from_csv
 
     if path.is_dir():
         if not (path / "summary.json").is_file():
             raise settings.UsageError(f"{path} is not a run directory (no summary.json)")
         try:
             summary = json.loads((path / "summary.json").read_text())
-            return *fit_input(summary), summary.get("points")
+            return *fit_input(summary), summary.get("points"), fitted_params(summary)
         except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise settings.UsageError(f"{path}/summary.json: {exc}") from None
     if not path.is_file():
         raise settings.UsageError(f"{path}: no such run directory or CSV file")
     try:
-        return measurements_from_csv(path.read_text()), "every row of the CSV", None
+        return measurements_from_csv(path.read_text()), "every row of the CSV", None, 0
     except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise settings.UsageError(f"{path}: {exc}") from None
 
@@ -300,9 +300,9 @@ def _measurements(path: Path) -> tuple[list, str, list | None]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.analyze import analyze, render_text
 
-    measurements, fit_on, points = _measurements(Path(args.path))
+    measurements, fit_on, points, fitted = _measurements(Path(args.path))
     try:
-        result = analyze(measurements, points, fit_on)
+        result = analyze(measurements, points, fit_on, fitted)
     except ValueError as exc:
         raise settings.UsageError(f"{args.path}: {exc}") from None
     if args.json:

@@ -477,7 +477,8 @@ def run_sweep(
                 room = None
                 if s.time_budget:
                     # The trials so far say what one costs here, resizes included.
-                    room = int((s.time_budget - elapsed) // ((elapsed - warm_s) / done_here))
+                    cost = (elapsed - warm_s) / done_here
+                    room = max(0, int((s.time_budget - elapsed) // cost))
                 queue = [
                     (m, 1 + max(t["trial"] for t in trials if t["replicas"] == m))
                     for m in extra_trials(summary["points"], s, running, room)
@@ -507,9 +508,9 @@ def run_sweep(
             runtime.stop()
             summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
             summary["ended_at"] = now_iso()
-            if clock is not None and summary["points"]:
+            if summary["precision_status"]:  # as the last trial left it, and why it stopped
                 summary["precision_status"] = precision_status(
-                    summary["points"], s, time.monotonic() - clock, stopped_by
+                    summary["points"], s, summary["precision_status"]["elapsed_s"], stopped_by
                 )
             rd.write_summary(summary)
             if mf:

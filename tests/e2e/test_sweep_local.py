@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from hscale_testkit import (
     wait_no_marked_processes,
 )
 
+from analysis import precision
 from hscale import cgroups
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +119,13 @@ def test_summary(run):
         (2, 2, 2),
         (1, 2, 3),
     ]
-    assert s["trial_plan"] == {"trials": 2, "ci_target": 0.0, "max_trials": 10}
+    assert s["trial_plan"] == {
+        "trials": 2,
+        "ci_target": 0.0,
+        "max_trials": 10,
+        "time_budget_s": 360.0,
+        "warmup_trial_s": None,
+    }
     assert s["load"] == {"model": "closed", "rate_rps": None}
     # the counter was read through every replica around each trial; json never writes
     assert s["consistency"]["consistent"] is True, s["consistency"]
@@ -133,8 +141,13 @@ def test_points_aggregate_their_trials(run):
         xs = [t["throughput_rps"] for t in mine]
         assert p["trials"] == 2 and p["throughput_trials"] == xs
         assert p["throughput_rps"] == pytest.approx(sum(xs) / 2, abs=0.01)
+        # a t interval on the spread pooled over both N (2 df: too few to fit the probe's
+        # slope, so the throughputs are raw)
+        assert s["precision"]["used"] is False
+        cv, df = precision.pooled_cv({q["replicas"]: q["throughput_trials"] for q in s["points"]})
         lo, hi = p["throughput_ci"]
-        assert min(xs) <= lo <= p["throughput_rps"] <= hi <= max(xs)
+        assert (lo, hi) == pytest.approx(precision.mean_ci(xs, cv, df), abs=0.01)
+        assert all(t["host_speed"] > 0 for t in mine)  # the probe read every trial
         assert p["requests"] == sum(t["requests"] for t in mine)
         # merged histograms: the point's max is the largest trial max
         assert p["latency_ms"]["max"] == max(t["latency_ms"]["max"] for t in mine)
@@ -332,7 +345,41 @@ def test_ci_target_adds_trials_up_to_the_cap(space):
     )
     assert extra.returncode == 0, extra.why()
     s = extra.summary
-    assert s["trial_plan"] == {"trials": 2, "ci_target": 0.0001, "max_trials": 3}
+    assert s["trial_plan"] == {
+        "trials": 2,
+        "ci_target": 0.0001,
+        "max_trials": 3,
+        "time_budget_s": 360.0,
+        "warmup_trial_s": None,
+    }
     assert [(t["replicas"], t["trial"]) for t in s["trials"]] == [(1, 1), (1, 2), (1, 3)]
     (point,) = s["points"]
     assert point["trials"] == 3 and point["throughput_ci"] is not None
+
+
+def test_time_budget_stops_added_trials_and_the_warmup_trial_is_discarded(space):
+    """A target no run can meet and a budget of 25 s: the first rounds run, then added
+    trials stop when the next would overrun; the warm-up trial is kept apart."""
+    started = time.monotonic()
+    run = bench(
+        space["results"],
+        space["tmpdir"],
+        *("--sweep", "1", "--trials", "2", "--ci-target", "0.0001", "--max-trials", "10"),
+        *("--duration", "2", "--warmup", "1", "--time-budget", "25", "--warmup-trial", "2"),
+        replicas=1,
+    )
+    assert run.returncode == 0, run.why()
+    s = run.summary
+    trials = len(s["trials"])
+    assert 2 <= trials < 10
+    status = s["precision_status"]
+    assert status["stopped_by"] == "time budget" and status["reached"] is False
+    assert status["time_budget_s"] == 25.0
+    # the last trial ended within the budget; one more would have overrun it
+    assert status["elapsed_s"] <= 25.0 < status["elapsed_s"] * (trials + 1) / trials
+    warm = s["warmup_trial"]
+    assert warm["replicas"] == 1 and warm["seconds"] >= 1.5 and warm["throughput_rps"] > 0
+    assert (run.path / warm["raw"]).is_dir()
+    assert all(t["trial"] >= 1 for t in s["trials"])
+    assert "not reached (time budget)" in run.stdout
+    assert time.monotonic() - started < 120

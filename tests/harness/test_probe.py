@@ -20,7 +20,10 @@ def test_probe_reports_work_per_cpu_ms_within_its_quota_and_leaves_nothing(tmp_p
     probe = Probe(f"test-{secrets.token_hex(3)}", tmp_path)
     probe.start()
     try:
-        time.sleep(0.5)
+        # Python starts slowly under a 0.05-CPU quota: wait for its first count.
+        deadline = time.monotonic() + 10
+        while probe.reading()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
         first = probe.reading()
         time.sleep(2.0)
         last = probe.reading()

@@ -323,7 +323,9 @@ def test_workers_follow_the_replica_budget_unless_set(cpus, workers):
 
 def test_trial_and_load_defaults():
     s = settings.load({})
-    assert (s.trials, s.ci_target, s.max_trials) == (3, 0.0, 10)
+    assert (s.trials, s.ci_target, s.max_trials) == (2, 0.05, 10)
+    assert (s.time_budget, s.warmup_trial, s.speed_adjust) == (360.0, 15.0, True)
+    assert (s.duration, s.warmup, s.users_per_replica) == (10.0, 3.0, 8)
     assert (s.load, s.rate, s.store) == ("closed", None, "redis")
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from scipy import stats
 
 from analysis import aggregate, latency, validity
 from hscale import settings
@@ -174,8 +176,11 @@ def test_points_mean_ci_efficiency_and_exact_merged_latency():
     one, two = aggregate.points(trials, hists)
     assert one["trials"] == 3 and one["throughput_rps"] == 100.0
     assert one["throughput_trials"] == [100.0, 104.0, 96.0]
-    lo, hi = one["throughput_ci"]
-    assert 96.0 <= lo < 100.0 < hi <= 104.0
+    # t interval with the relative spread pooled over both N: 2 + 2 df
+    cv = math.sqrt((0.04**2 * 2 + (4 / 190) ** 2 * 2) / 4)
+    half = stats.t.ppf(0.975, 4) * cv * 100.0 / math.sqrt(3)
+    assert one["throughput_ci"] == pytest.approx([100.0 - half, 100.0 + half], abs=0.01)
+    assert one["throughput_ci_half"] == pytest.approx(half / 100.0, abs=1e-4)
     assert one["throughput_cv"] == pytest.approx(0.04, abs=1e-4)
     # merged: 10 samples each of 1, 2 and 3 ms (3 significant digits)
     assert one["latency_ms"]["p50"] == 2.0
