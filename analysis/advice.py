@@ -29,6 +29,17 @@ def undecided(analysis: dict) -> list[int]:
     return sorted(out)
 
 
+def decidable(analysis: dict) -> list[int]:
+    """The undecided N whose E(N) is not so close to the threshold that no practical
+    number of trials decides it: where more trials are worth running."""
+    eff = analysis.get("efficiency") or {}
+    return [
+        n
+        for n in undecided(analysis)
+        if eff.get(str(n)) and abs(math.log(eff[str(n)] / LINEAR_EFFICIENCY)) >= TOO_CLOSE
+    ]
+
+
 def advice(
     analysis: dict,
     trials_per_n: dict[int, int],

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from analysis import aggregate, components, consistency, latency, precision, validity
-from analysis.advice import advice
+from analysis.advice import advice, decidable
 from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters, CpuGroup
@@ -250,15 +250,32 @@ def analysis_of(summary: dict) -> dict | None:
     return analyze(measurements, summary["points"], fit_on, fitted_params(summary))
 
 
+def wanted_trials(points: Sequence[dict], s: Settings, analysis: dict | None) -> list[int]:
+    """The N that need another trial: those whose CI is too wide (needs_more_trials), or,
+    once every CI is narrow enough, those whose E(N) interval still straddles the
+    verdict's threshold, with the baseline that every E(N) divides by."""
+    wanted = needs_more_trials(points, s.ci_target, s.max_trials)
+    if wanted or not s.ci_target or not analysis or not points:
+        return wanted
+    count = {p["replicas"]: p["trials"] for p in points}
+    base = min(count)
+    open_ = [n for n in decidable(analysis) if n in count]
+    return [n for n in sorted({base, *open_}) if open_ and count[n] < s.max_trials]
+
+
 def extra_trials(
-    points: Sequence[dict], s: Settings, running: int | None, room: int | None
+    points: Sequence[dict],
+    s: Settings,
+    running: int | None,
+    room: int | None,
+    analysis: dict | None = None,
 ) -> list[int]:
-    """The N to measure again: those whose CI is too wide (needs_more_trials), widest
-    first, ties to the baseline (it is in every efficiency) then the largest N; at most
-    `room` of them (what the time budget allows, None: no limit), in an order that goes
-    on from the N now running, as trial_order does."""
+    """The wanted N (wanted_trials), widest CI first, ties to the baseline (it is in every
+    efficiency) then the largest N; at most `room` of them (what the time budget allows,
+    None: no limit), in an order that goes on from the N now running, as trial_order
+    does."""
     wide = {p["replicas"]: p.get("throughput_ci_half") or 1.0 for p in points}
-    extra = needs_more_trials(points, s.ci_target, s.max_trials)
+    extra = wanted_trials(points, s, analysis)
     base = min(wide, default=None)
     extra.sort(key=lambda n: (-wide[n], n != base, -n))
     extra = extra[:room] if room is not None else extra
@@ -479,11 +496,12 @@ def run_sweep(
                     # The trials so far say what one costs here, resizes included.
                     cost = (elapsed - warm_s) / done_here
                     room = max(0, int((s.time_budget - elapsed) // cost))
+                found = summary["analysis"]
                 queue = [
                     (m, 1 + max(t["trial"] for t in trials if t["replicas"] == m))
-                    for m in extra_trials(summary["points"], s, running, room)
+                    for m in extra_trials(summary["points"], s, running, room, found)
                 ]
-                if not queue and needs_more_trials(summary["points"], s.ci_target, s.max_trials):
+                if not queue and wanted_trials(summary["points"], s, found):
                     stopped_by = "time budget" if room == 0 else "max trials"
         summary["status"] = "complete"
     except (KeyboardInterrupt, Interrupted) as exc:

@@ -11,7 +11,7 @@ from scipy import stats
 from analysis import advice, latency, precision
 from analysis.analyze import analyze
 from hscale import settings
-from hscale.sweep import extra_trials, precision_status
+from hscale.sweep import extra_trials, precision_status, wanted_trials
 
 
 def trials_with_speed(noise: float, beta: float = 1.0, seed: int = 1) -> list[dict]:
@@ -146,6 +146,24 @@ def test_extra_trials_go_where_the_ci_is_widest_within_the_room():
     assert st["reached"] is False and st["stopped_by"] == "time budget"
     done = [pt(n, 0.04, 3) for n in (1, 2)]
     assert precision_status(done, s, 50.0, None)["stopped_by"] == "target reached"
+
+
+def test_narrow_cis_with_an_undecided_efficiency_still_get_trials():
+    s = settings.load({"REPLICAS": "4", "CI_TARGET": "5%", "MAX_TRIALS": "4"}, host_cpus=2)
+    points = [pt(1, 0.03, 2), pt(2, 0.03, 2), pt(3, 0.03, 4), pt(4, 0.03, 2)]
+    undecided = {
+        "efficiency": {"1": 1.0, "2": 0.95, "3": 0.95, "4": 0.97},
+        "efficiency_ci": {"1": None, "2": [0.89, 1.01], "3": [0.88, 1.02], "4": [0.91, 1.03]},
+    }
+    # N = 3 is undecided too, but at MAX_TRIALS; the baseline comes along with N = 2
+    assert wanted_trials(points, s, undecided) == [1, 2]
+    assert extra_trials(points, s, running=4, room=1, analysis=undecided) == [1]
+    decided = {**undecided, "efficiency_ci": {"1": None, "2": [0.91, 0.99]}}
+    assert wanted_trials(points, s, decided) == []
+    close = {"efficiency": {"2": 0.901}, "efficiency_ci": {"2": [0.85, 0.95]}}
+    assert wanted_trials(points, s, close) == []  # no practical number of trials decides
+    off = settings.load({"REPLICAS": "4", "CI_TARGET": "0"}, host_cpus=2)
+    assert wanted_trials(points, off, undecided) == []
 
 
 def test_new_knobs_parse_and_refuse_a_quota_below_the_kernels_minimum():
