@@ -208,7 +208,8 @@ class DockerRuntime(Runtime):
         while True:
             apps = self._containers("app")
             healthy = [c for c in apps if _health(c) == "healthy"]
-            if len(apps) == n and len(healthy) == n and self._nginx_ready():
+            names = {_hostname(c) for c in healthy}
+            if len(apps) == n and len(healthy) == n and self._nginx_routes_to(names):
                 self._set_cpu_period(apps)
                 return
             if time.monotonic() > deadline:
@@ -365,13 +366,18 @@ class DockerRuntime(Runtime):
         labels = [f"{self.project_label}={self.project}", self._service_label(service)]
         return self.client.containers.list(filters={"label": labels})
 
-    def _nginx_ready(self) -> bool:
-        """nginx answers and already routes to a replica (its upstream is rendered from DNS
-        a moment after the replicas start)."""
+    def _nginx_routes_to(self, names: set[str]) -> bool:
+        """nginx's upstream has caught up with a resize: a round of requests through it
+        all answer 200 from replicas now running. It re-resolves DNS every second, and
+        until then, after a scale-down, requests to removed replicas time out (504)."""
         try:
-            return requests.get(f"{self.published}/healthz", timeout=1).status_code == 200
+            for _ in range(2 * len(names)):
+                r = requests.get(f"{self.published}/healthz", timeout=3)
+                if r.status_code != 200 or r.headers.get("X-Replica") not in names:
+                    return False
         except requests.RequestException:
             return False
+        return True
 
     def leftovers(self, remove: bool = False) -> list[str]:
         """Containers, networks and volumes of this run still present (removed if asked)."""

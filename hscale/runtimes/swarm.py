@@ -89,7 +89,8 @@ class SwarmRuntime(DockerRuntime):
         deadline = time.monotonic() + 120
         while True:
             running = self._running_tasks("app")
-            if len(running) == n and self._running_tasks("nginx") and self._nginx_ready():
+            ready = len(running) == n and self._running_tasks("nginx")
+            if ready and self._nginx_routes_to(set(self.replicas())):
                 self._set_cpu_period(self._containers("app"))  # those on this node
                 return
             if time.monotonic() > deadline:
