@@ -53,16 +53,33 @@ def advice(
     ns = undecided(analysis)
     if not ns or not cv or not df:
         return None
-    # The hardest question decides how many trials every N needs.
     eff = analysis["efficiency"]
+    worth = decidable(analysis)
+    close = [n for n in ns if n not in worth]
+    parts = [
+        f"E({n}) = {eff[str(n)]:.3f} lies within {TOO_CLOSE:.0%} of the {LINEAR_EFFICIENCY} "
+        "threshold: no practical number of trials decides it; read the interval."
+        for n in close
+    ]
+    if worth:
+        parts.append(_trials_text(eff, worth, cv, df, trials_per_n, sweep, trial_seconds, command))
+    return " ".join(parts)
+
+
+def _trials_text(
+    eff: dict,
+    ns: Sequence[int],
+    cv: float,
+    df: int,
+    trials_per_n: dict[int, int],
+    sweep: Sequence[int],
+    trial_seconds: float | None,
+    command: str | None,
+) -> str:
+    # The hardest question that trials can decide sets how many every N needs.
     n_hard = min(ns, key=lambda n: abs(math.log(eff[str(n)] / LINEAR_EFFICIENCY)))
     e = eff[str(n_hard)]
     d = abs(math.log(e / LINEAR_EFFICIENCY))
-    if d < TOO_CLOSE:
-        return (
-            f"E({n_hard}) = {e:.3f} lies within {TOO_CLOSE:.0%} of the {LINEAR_EFFICIENCY} "
-            "threshold: no practical number of trials decides it; read the interval."
-        )
     t = precision._t(df)
     needed = max(2, math.ceil(2 * (t * cv / d) ** 2))
     have = min(trials_per_n.values(), default=0)

@@ -14,6 +14,7 @@ The fit uses the valid trials of a run when they cover 2 or more N, else every t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -206,17 +207,7 @@ def _chosen_selection(result: usl.UslFit) -> dict:
 
 
 def _decline(result: usl.UslFit) -> dict | None:
-    d = result.decline
-    if d is None:
-        return None
-    return {
-        "from_n": d.from_n,
-        "to_n": d.to_n,
-        "drop": d.drop,
-        "drop_ratio": d.drop_ratio,
-        "noise_bound": d.noise_bound,
-        "noise": d.noise,
-    }
+    return None if result.decline is None else dataclasses.asdict(result.decline)
 
 
 def efficiency_by_n(

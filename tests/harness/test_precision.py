@@ -110,6 +110,14 @@ def test_advice_names_the_trials_minutes_and_command_only_when_undecided():
     assert advice.advice(decided, {1: 3, 2: 3}, (1, 2), 30.0) is None
     close = {**undecided, "efficiency": {"1": 1.0, "2": 0.901}}
     assert "no practical number" in advice.advice(close, {1: 3, 2: 3}, (1, 2))
+    # one N too close to call, another decidable: both are said
+    both = {
+        "efficiency": {"1": 1.0, "2": 0.904, "3": 0.93},
+        "efficiency_ci": {"1": None, "2": [0.85, 0.96], "3": [0.86, 1.0]},
+        "noise": {"cv": 0.04, "df": 10},
+    }
+    text = advice.advice(both, {1: 4, 2: 4, 3: 4}, (1, 2, 3))
+    assert "E(2) = 0.904 lies within 1%" in text and "To decide whether E(3) = 0.93" in text
 
 
 def test_throttle_marks_percentiles_the_quota_stall_dominates():
