@@ -334,15 +334,21 @@ def test_second_run_gets_a_new_dir_and_leaves_the_first_intact(run):
         clean_up_run(second.run_id)
 
 
-def test_ci_target_adds_trials_up_to_the_cap(space):
-    """CI_TARGET far below any real spread: after TRIALS, trials are added to MAX_TRIALS."""
-    extra = bench(
+def unreachable_target(space: dict, max_trials: int, *args: str) -> Run:
+    """N = 1, 2 short trials, then a CI_TARGET far below any real spread: what stops the
+    added trials is MAX_TRIALS or what `args` add (a time budget)."""
+    return bench(
         space["results"],
         space["tmpdir"],
-        *("--sweep", "1", "--trials", "2", "--ci-target", "0.0001", "--max-trials", "3"),
-        *("--duration", "2", "--warmup", "1"),
+        *("--sweep", "1", "--trials", "2", "--ci-target", "0.0001"),
+        *("--max-trials", str(max_trials), "--duration", "2", "--warmup", "1", *args),
         replicas=1,
     )
+
+
+def test_ci_target_adds_trials_up_to_the_cap(space):
+    """CI_TARGET far below any real spread: after TRIALS, trials are added to MAX_TRIALS."""
+    extra = unreachable_target(space, 3)
     assert extra.returncode == 0, extra.why()
     s = extra.summary
     assert s["trial_plan"] == {
@@ -361,13 +367,7 @@ def test_time_budget_stops_added_trials_and_the_warmup_trial_is_discarded(space)
     """A target no run can meet and a budget of 25 s: the first rounds run, then added
     trials stop when the next would overrun; the warm-up trial is kept apart."""
     started = time.monotonic()
-    run = bench(
-        space["results"],
-        space["tmpdir"],
-        *("--sweep", "1", "--trials", "2", "--ci-target", "0.0001", "--max-trials", "10"),
-        *("--duration", "2", "--warmup", "1", "--time-budget", "25", "--warmup-trial", "2"),
-        replicas=1,
-    )
+    run = unreachable_target(space, 10, "--time-budget", "25", "--warmup-trial", "2")
     assert run.returncode == 0, run.why()
     s = run.summary
     trials = len(s["trials"])
