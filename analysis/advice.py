@@ -1,11 +1,15 @@
 """What to do when the verdict cannot decide: how many more trials, how long, which command.
 
-The verdict's question at each N is "is efficiency at least LINEAR_EFFICIENCY?". It is
-undecided where E(N)'s 95% CI contains that threshold. With the trials' noise pooled over
-N (a CV, see precision.py), E's log interval half-width is t * cv * sqrt(1/n_N + 1/n_b)
-with n trials at N and at the baseline b. It decides the question once that half-width is
-below the distance |ln(E / threshold)|, i.e. with n = 2 (t cv / d)^2 trials at both: the
-number this module reports, assuming the effect size and the noise stay as measured.
+The verdict's question at each N is "is efficiency at least LINEAR_EFFICIENCY?", with a
+third answer, "on the line", when E(N)'s whole 95% interval lies within
+LINEAR_EFFICIENCY +- EQUIVALENCE_MARGIN (verdict.efficiency_call). It is undecided while
+the interval contains the threshold and reaches past that band. With the trials' noise
+pooled over N (a CV, see precision.py), E's log interval half-width is
+t * cv * sqrt(1/n_N + 1/n_b) with n trials at N and at the baseline b. One of the answers
+is reached once that half-width is below the larger of |ln(E / threshold)| (the interval
+then excludes it) and E's log distance to the band's nearer edge (the interval then fits
+in the band), i.e. with n = 2 (t cv / d)^2 trials at both: the number this module reports,
+assuming the effect size and the noise stay as measured.
 """
 
 from __future__ import annotations
@@ -14,30 +18,20 @@ import math
 from collections.abc import Sequence
 
 from analysis import precision
-from analysis.verdict import LINEAR_EFFICIENCY
-
-# Closer than this to the threshold, the question has no practical answer: say so.
-TOO_CLOSE = 0.01
+from analysis.verdict import EQUIVALENCE_MARGIN, LINEAR_EFFICIENCY, calls_of, equivalence_band
 
 
 def undecided(analysis: dict) -> list[int]:
-    """The N whose efficiency CI contains LINEAR_EFFICIENCY."""
-    out = []
-    for n, ci in (analysis.get("efficiency_ci") or {}).items():
-        if ci and ci[0] < LINEAR_EFFICIENCY <= ci[1]:
-            out.append(int(n))
-    return sorted(out)
+    """The N whose efficiency call is "undecided"."""
+    return sorted(int(n) for n, call in calls_of(analysis).items() if call == "undecided")
 
 
-def decidable(analysis: dict) -> list[int]:
-    """The undecided N whose E(N) is not so close to the threshold that no practical
-    number of trials decides it: where more trials are worth running."""
-    eff = analysis.get("efficiency") or {}
-    return [
-        n
-        for n in undecided(analysis)
-        if eff.get(str(n)) and abs(math.log(eff[str(n)] / LINEAR_EFFICIENCY)) >= TOO_CLOSE
-    ]
+def distance(e: float) -> float:
+    """How narrow (in log units) E's interval half-width must get to decide E = e."""
+    lo, hi = equivalence_band()
+    to_line = abs(math.log(e / LINEAR_EFFICIENCY))
+    to_band = min(math.log(hi / e), math.log(e / lo)) if lo < e < hi else 0.0
+    return max(to_line, to_band)
 
 
 def advice(
@@ -54,16 +48,7 @@ def advice(
     if not ns or not cv or not df:
         return None
     eff = analysis["efficiency"]
-    worth = decidable(analysis)
-    close = [n for n in ns if n not in worth]
-    parts = [
-        f"E({n}) = {eff[str(n)]:.3f} lies within {TOO_CLOSE:.0%} of the {LINEAR_EFFICIENCY} "
-        "threshold: no practical number of trials decides it; read the interval."
-        for n in close
-    ]
-    if worth:
-        parts.append(_trials_text(eff, worth, cv, df, trials_per_n, sweep, trial_seconds, command))
-    return " ".join(parts)
+    return _trials_text(eff, ns, cv, df, trials_per_n, sweep, trial_seconds, command)
 
 
 def _trials_text(
@@ -77,15 +62,16 @@ def _trials_text(
     command: str | None,
 ) -> str:
     # The hardest question that trials can decide sets how many every N needs.
-    n_hard = min(ns, key=lambda n: abs(math.log(eff[str(n)] / LINEAR_EFFICIENCY)))
+    n_hard = min(ns, key=lambda n: distance(eff[str(n)]))
     e = eff[str(n_hard)]
-    d = abs(math.log(e / LINEAR_EFFICIENCY))
+    d = distance(e)
     t = precision._t(df)
     needed = max(2, math.ceil(2 * (t * cv / d) ** 2))
     have = min(trials_per_n.values(), default=0)
     rounds = max(0, needed - have)
     text = (
-        f"To decide whether E({n_hard}) = {e:.2f} is at least {LINEAR_EFFICIENCY} at the "
+        f"To decide whether E({n_hard}) = {e:.2f} is above, below or on the "
+        f"{LINEAR_EFFICIENCY} line (+-{EQUIVALENCE_MARGIN}) at the "
         f"noise measured (trial CV {cv:.1%}), every N needs about {needed} trials "
         f"({rounds} more round(s) of N = {', '.join(map(str, sweep))}"
     )

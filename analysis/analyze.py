@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis import precision, usl
-from analysis.verdict import LINEAR_EFFICIENCY, verdict
+from analysis.verdict import LINEAR_EFFICIENCY, efficiency_call, verdict
 
 Measurement = tuple[int, int, float]  # (n replicas, trial, throughput req/s)
 CONFIDENCE = 0.95  # the verdict's wording assumes it
@@ -330,6 +330,8 @@ def analyze(
         "efficiency_ci": eff_ci,
         "karp_flatt": kf,
         "linear_up_to": _linear_up_to(eff_ci),
+        # The baseline has no interval (it is 1 by definition) and no call.
+        "efficiency_calls": {n: efficiency_call(ci) for n, ci in eff_ci.items() if int(n) != base},
         "bottlenecks": bottlenecks,
         "invalid": invalid,
         "fit_on": fit_on,

@@ -15,6 +15,11 @@ from analysis.scaling import SUPERLINEAR
 from analysis.usl import ALPHA
 
 LINEAR_EFFICIENCY = 0.9
+# An E(N) whose whole 95% interval lies within LINEAR_EFFICIENCY +- this is "on the line":
+# an answer (an equivalence test), not a maybe. Without it an E near 0.9 stays undecided
+# however many trials run; 0.05 is about the interval a default sweep reaches here.
+EQUIVALENCE_MARGIN = 0.05
+CALLS = ("linear", "on the line", "sublinear", "undecided")
 BUDGETED_KINDS = ("replica", "loadgen")  # others are judged against one core
 
 
@@ -28,6 +33,94 @@ def _ci(ci: Sequence[float] | None) -> str:
 
 def _ns(ns: Sequence[int | str]) -> str:
     return ", ".join(str(n) for n in ns)
+
+
+def equivalence_band() -> tuple[float, float]:
+    """The efficiencies "on the line" (rounded: 0.9 - 0.05 is not 0.85 in floating point)."""
+    return (
+        round(LINEAR_EFFICIENCY - EQUIVALENCE_MARGIN, 6),
+        round(LINEAR_EFFICIENCY + EQUIVALENCE_MARGIN, 6),
+    )
+
+
+def efficiency_call(ci: Sequence[float] | None) -> str | None:
+    """What E(N)'s 95% interval says of "is efficiency at least LINEAR_EFFICIENCY?"."""
+    if not ci:
+        return None
+    lo, hi = ci
+    if lo >= LINEAR_EFFICIENCY:
+        return "linear"
+    if hi < LINEAR_EFFICIENCY:
+        return "sublinear"
+    band_lo, band_hi = equivalence_band()
+    if lo >= band_lo and hi <= band_hi:
+        return "on the line"
+    return "undecided"
+
+
+def calls_of(analysis: dict) -> dict[str, str | None]:
+    """E(N)'s calls; computed from the intervals for analyses written before calls were."""
+    if "efficiency_calls" in analysis:
+        return analysis["efficiency_calls"] or {}
+    cis = analysis.get("efficiency_ci") or {}
+    return {n: efficiency_call(ci) for n, ci in cis.items() if ci}
+
+
+def decided(analysis: dict) -> bool:
+    """Every E(N) has an interval and a call other than undecided."""
+    calls = calls_of(analysis)
+    return bool(calls) and all(c not in (None, "undecided") for c in calls.values())
+
+
+def _headline(analysis: dict) -> str:
+    """The answer to "N times the servers, N times the throughput?" at the largest N."""
+    eff = analysis.get("efficiency") or {}
+    ns = sorted(int(n) for n in eff)
+    if len(ns) < 2 or eff.get(str(ns[-1])) is None:
+        return ""
+    b, n = ns[0], ns[-1]
+    e, ci = eff[str(n)], (analysis.get("efficiency_ci") or {}).get(str(n))
+    scaled = None if not ci else [c * n / b for c in ci]
+    return (
+        f"{n / b:g}x the replicas of N = {b} give {e * n / b:.2f}x{_ci2(scaled)} its "
+        f"throughput (efficiency {e:.2f}{_ci2(ci)})."
+    )
+
+
+def _calls_part(analysis: dict) -> str:
+    """The N past the linear range whose E(N) is decided as sublinear or on the line."""
+    calls = calls_of(analysis)
+    eff, eff_ci = analysis.get("efficiency") or {}, analysis.get("efficiency_ci") or {}
+    k = analysis.get("linear_up_to")
+
+    def _listed(ns: list[int]) -> str:
+        return ", ".join(f"E({n}) = {eff[str(n)]:.2f}{_ci2(eff_ci.get(str(n)))}" for n in ns)
+
+    said: dict[str, list[int]] = {"on the line": [], "sublinear": [], "undecided": []}
+    for n in sorted((int(n) for n in calls), key=int)[1:]:
+        if (k is None or n > k) and calls[str(n)] in said:
+            said[calls[str(n)]].append(n)
+    parts = []
+    if said["on the line"]:
+        lo, hi = equivalence_band()
+        listed = _listed(said["on the line"])
+        parts.append(
+            f"{listed} {'is' if len(said['on the line']) == 1 else 'are'} on the "
+            f"{LINEAR_EFFICIENCY} line: the whole interval lies within {lo:.2f} to {hi:.2f}, "
+            "so more trials would not move it off the line by more than that."
+        )
+    if said["sublinear"]:
+        parts.append(f"Below linear with 95% confidence: {_listed(said['sublinear'])}.")
+    if said["undecided"] and k is not None:  # with k None, _linear_part says it
+        parts.append(
+            f"Undecided: {_listed(said['undecided'])}, an interval that contains "
+            f"{LINEAR_EFFICIENCY} and is wider than +-{EQUIVALENCE_MARGIN}."
+        )
+    return " ".join(parts)
+
+
+def _ci2(ci: Sequence[float] | None) -> str:
+    return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def _linear_part(analysis: dict) -> str:
@@ -52,6 +145,8 @@ def _linear_part(analysis: dict) -> str:
             f"Linear scaling cannot be confirmed: E({n2}) = {e:.2f} has no confidence interval "
             "(fewer than 2 trials per N)."
         )
+    if calls_of(analysis).get(str(n2)) in ("sublinear", "on the line"):
+        return ""  # _calls_part says it
     return (
         f"Linear scaling is not established even to N = {n2}: efficiency {e:.2f} "
         f"[{ci[0]:.2f}, {ci[1]:.2f}] has its lower 95% bound below {LINEAR_EFFICIENCY}."
@@ -265,7 +360,9 @@ def _invalid_part(analysis: dict, points: Sequence[dict] | None) -> str:
 def verdict(analysis: dict, points: list[dict] | None = None) -> str:
     """One paragraph: linear range, what limits scaling, bottleneck, caveats."""
     parts = [
+        _headline(analysis),
         _linear_part(analysis),
+        _calls_part(analysis),
         _model_part(analysis),
         _peak_caveat(analysis),
         _superlinear_part(analysis),

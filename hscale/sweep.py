@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from analysis import aggregate, components, consistency, latency, precision, validity
-from analysis.advice import advice, decidable
+from analysis.advice import advice, undecided
 from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters, CpuGroup
@@ -259,7 +259,7 @@ def wanted_trials(points: Sequence[dict], s: Settings, analysis: dict | None) ->
         return wanted
     count = {p["replicas"]: p["trials"] for p in points}
     base = min(count)
-    open_ = [n for n in decidable(analysis) if n in count]
+    open_ = [n for n in undecided(analysis) if n in count]
     return [n for n in sorted({base, *open_}) if open_ and count[n] < s.max_trials]
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats
 
-from analysis import advice, latency, precision
+from analysis import advice, latency, precision, verdict
 from analysis.analyze import analyze
 from hscale import settings
 from hscale.sweep import extra_trials, precision_status, wanted_trials
@@ -108,16 +108,50 @@ def test_advice_names_the_trials_minutes_and_command_only_when_undecided():
     assert f"make bench REPLICAS=2 TRIALS={needed}" in text and "minute" in text
     decided = {**undecided, "efficiency_ci": {"1": None, "2": [0.91, 0.95]}}
     assert advice.advice(decided, {1: 3, 2: 3}, (1, 2), 30.0) is None
-    close = {**undecided, "efficiency": {"1": 1.0, "2": 0.901}}
-    assert "no practical number" in advice.advice(close, {1: 3, 2: 3}, (1, 2))
-    # one N too close to call, another decidable: both are said
+    # E near 0.9: more trials bring its interval inside the band (an "on the line" call)
+    close = {
+        **undecided,
+        "efficiency": {"1": 1.0, "2": 0.901},
+        "efficiency_ci": {"2": [0.84, 0.96]},
+    }
+    d = math.log(0.95 / 0.901)
+    needed = math.ceil(2 * (stats.t.ppf(0.975, 4) * 0.05 / d) ** 2)
+    assert advice.distance(0.901) == pytest.approx(d)
+    assert f"about {needed} trials" in advice.advice(close, {1: 3, 2: 3}, (1, 2))
+    on_line = {**close, "efficiency_ci": {"2": [0.86, 0.945]}}
+    assert advice.advice(on_line, {1: 3, 2: 3}, (1, 2)) is None
+    # the hardest of several undecided N sets the number
     both = {
-        "efficiency": {"1": 1.0, "2": 0.904, "3": 0.93},
-        "efficiency_ci": {"1": None, "2": [0.85, 0.96], "3": [0.86, 1.0]},
+        "efficiency": {"1": 1.0, "2": 0.93, "3": 0.97},
+        "efficiency_ci": {"1": None, "2": [0.84, 1.0], "3": [0.86, 1.05]},
         "noise": {"cv": 0.04, "df": 10},
     }
-    text = advice.advice(both, {1: 4, 2: 4, 3: 4}, (1, 2, 3))
-    assert "E(2) = 0.904 lies within 1%" in text and "To decide whether E(3) = 0.93" in text
+    assert "To decide whether E(2) = 0.93" in advice.advice(both, {1: 4, 2: 4, 3: 4}, (1, 2, 3))
+
+
+def test_efficiency_calls_answer_linear_sublinear_on_the_line_or_undecided():
+    call = verdict.efficiency_call
+    assert call([0.91, 1.0]) == "linear" and call([0.80, 0.89]) == "sublinear"
+    assert call([0.86, 0.94]) == "on the line" and call([0.85, 0.95]) == "on the line"
+    assert call([0.84, 0.94]) == "undecided" and call([0.86, 0.96]) == "undecided"
+    assert call(None) is None
+    a = {
+        "efficiency": {"1": 1.0, "2": 0.97, "3": 0.9, "4": 0.8},
+        "efficiency_ci": {"1": None, "2": [0.93, 1.01], "3": [0.87, 0.93], "4": [0.77, 0.83]},
+        "linear_up_to": 2,
+    }
+    assert verdict.decided(a)
+    text = verdict.verdict(a)
+    assert text.startswith("4x the replicas of N = 1 give 3.20x [3.08, 3.32] its throughput")
+    assert "E(3) = 0.90 [0.87, 0.93] is on the 0.9 line" in text
+    assert "Below linear with 95% confidence: E(4) = 0.80 [0.77, 0.83]" in text
+    wide = {**a, "efficiency_ci": {**a["efficiency_ci"], "3": [0.8, 1.0]}}
+    assert not verdict.decided(wide) and "Undecided: E(3) = 0.90 [0.80, 1.00]" in verdict.verdict(
+        wide
+    )
+    # a sublinear E(2) is an answer, not "not established"
+    low = {**a, "linear_up_to": None, "efficiency_ci": {**a["efficiency_ci"], "2": [0.8, 0.88]}}
+    assert "not established" not in verdict.verdict(low)
 
 
 def test_throttle_marks_percentiles_the_quota_stall_dominates():
@@ -168,8 +202,8 @@ def test_narrow_cis_with_an_undecided_efficiency_still_get_trials():
     assert extra_trials(points, s, running=4, room=1, analysis=undecided) == [1]
     decided = {**undecided, "efficiency_ci": {"1": None, "2": [0.91, 0.99]}}
     assert wanted_trials(points, s, decided) == []
-    close = {"efficiency": {"2": 0.901}, "efficiency_ci": {"2": [0.85, 0.95]}}
-    assert wanted_trials(points, s, close) == []  # no practical number of trials decides
+    on_line = {"efficiency": {"2": 0.901}, "efficiency_ci": {"2": [0.86, 0.94]}}
+    assert wanted_trials(points, s, on_line) == []  # decided: on the line
     off = settings.load({"REPLICAS": "4", "CI_TARGET": "0"}, host_cpus=2)
     assert wanted_trials(points, off, undecided) == []
 
