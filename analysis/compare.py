@@ -22,6 +22,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from analysis import plot, report, stats
+from analysis.record import RecordError, read_manifest, read_summary
 
 SCHEMA_VERSION = 1  # of compare.json; fields are only added within a version
 MISSING = report.MISSING
@@ -616,23 +617,13 @@ def load_runs(runs: Sequence[tuple[str, Path]]) -> list[Run]:
         raise CompareError(f"two runs share a label ({', '.join(labels)}): name them with --label")
     out = []
     for label, path in runs:
-        file = path / "summary.json"
-        if not file.is_file():
-            raise CompareError(f"{path} is not a run directory (no summary.json)")
         try:
-            summary = json.loads(file.read_text("utf-8"))
-        except ValueError as exc:
-            raise CompareError(f"{file}: not JSON ({exc})") from None
-        version = summary.get("schema_version")
-        if version != report.SCHEMA_VERSION:
-            raise CompareError(
-                f"{file}: schema_version {version}, compare reads {report.SCHEMA_VERSION}"
-            )
-        if not summary.get("points"):
+            summary = read_summary(path)
+        except RecordError as exc:
+            raise CompareError(str(exc)) from None
+        if not summary["points"]:
             raise CompareError(f"{path}: no finished points to compare")
-        mf = path / "manifest.json"
-        manifest = json.loads(mf.read_text("utf-8")) if mf.is_file() else {}
-        out.append(Run(label, path.resolve(), summary, manifest))
+        out.append(Run(label, path.resolve(), summary, read_manifest(path)))
     return out
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import jinja2
 
 from analysis import consistency, figures, plot, precision
+from analysis.record import read_manifest, read_summary
+from analysis.verdict import verdict_efficiency
 
-SCHEMA_VERSION = 2  # the summary.json schema this module reads
 TEMPLATES = Path(__file__).parent / "templates"
 CAPTIONS = {
     "throughput": "Throughput vs N: every trial (dots; hollow = not valid), per-N mean with its "
@@ -100,17 +101,18 @@ TABLE_NOTE = (
 def point_rows(summary: Mapping) -> list[dict[str, Any]]:
     """One row per N, formatted: the table of report.md and of the HTML page."""
     rows = []
+    analysis = summary.get("analysis") or {}
     for p in summary.get("points") or []:
         lat = p.get("latency_ms") or {}
         marked = (p.get("throttling") or {}).get("dominated_percentiles") or []
-        eff = p.get("efficiency")
+        eff, eff_ci = verdict_efficiency(p, analysis)
         rows.append(
             {
                 "n": p["replicas"],
                 "trials": p.get("trials"),
                 "throughput": with_ci(p["throughput_rps"], p.get("throughput_ci")),
                 "cv": pct(p.get("throughput_cv")),
-                "efficiency": with_ci(eff, p.get("efficiency_ci"), fixed),
+                "efficiency": with_ci(eff, eff_ci, fixed),
                 "superlinear": eff is not None and eff > 1,
                 "karp_flatt": fixed(p.get("karp_flatt"), 3),
                 "raw": num(p.get("throughput_raw_rps")),
@@ -545,16 +547,11 @@ def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
 def load_run(run_dir: Path) -> tuple[dict, dict, figures.Series]:
     """summary.json, manifest.json ({} if missing) and each trial's per-second series.
 
-    Raises ValueError for a summary of another schema_version.
+    Raises RecordError (a ValueError, one line) for a summary.json that is not a run
+    record of this schema_version.
     """
-    summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
-    if summary.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"{run_dir}/summary.json: schema_version {summary.get('schema_version')} is not "
-            f"{SCHEMA_VERSION}"
-        )
-    mf = run_dir / "manifest.json"
-    manifest = json.loads(mf.read_text("utf-8")) if mf.is_file() else {}
+    summary = read_summary(run_dir)
+    manifest = read_manifest(run_dir)
     series = {}
     for t in summary.get("trials") or []:
         # The raw tally first (the source); the copy in summary.json if it is gone.

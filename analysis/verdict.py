@@ -43,6 +43,16 @@ def equivalence_band() -> tuple[float, float]:
     )
 
 
+def verdict_efficiency(point: dict, analysis: dict) -> tuple[float | None, list | None]:
+    """E(N) and its CI as the verdict has them (of the trials the fit uses, the valid ones
+    where they suffice), so the table and the verdict never show two values; the point's
+    own (all its trials) without an analysis."""
+    key = str(point["replicas"])
+    if key in (analysis.get("efficiency") or {}):
+        return analysis["efficiency"][key], (analysis.get("efficiency_ci") or {}).get(key)
+    return point.get("efficiency"), point.get("efficiency_ci")
+
+
 def efficiency_call(ci: Sequence[float] | None) -> str | None:
     """What E(N)'s 95% interval says of "is efficiency at least LINEAR_EFFICIENCY?"."""
     if not ci:
@@ -96,11 +106,13 @@ def _calls_part(analysis: dict) -> str:
     def _listed(ns: list[int]) -> str:
         return ", ".join(f"E({n}) = {eff[str(n)]:.2f}{_ci2(eff_ci.get(str(n)))}" for n in ns)
 
-    said: dict[str, list[int]] = {"on the line": [], "sublinear": [], "undecided": []}
+    said: dict[str, list[int]] = {"linear": [], "on the line": [], "sublinear": [], "undecided": []}
     for n in sorted((int(n) for n in calls), key=int)[1:]:
         if (k is None or n > k) and calls[str(n)] in said:
             said[calls[str(n)]].append(n)
     parts = []
+    if said["linear"]:  # past an N that is not: linear_up_to stops there
+        parts.append(f"Linear with 95% confidence beyond that: {_listed(said['linear'])}.")
     if said["on the line"]:
         lo, hi = equivalence_band()
         listed = _listed(said["on the line"])

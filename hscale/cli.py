@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.record import OLDEST_ANALYZABLE, RecordError, read_manifest, read_summary
 from hscale import paths, runtimes, settings
 from hscale.console import console, err_console, print_summary, sweep_progress
 from hscale.procs import StartupError
@@ -223,8 +224,8 @@ def _run_path(raw: str) -> Path:
 def _load_summary(path: Path) -> dict:
     try:
         return load_summary(path)
-    except ValueError as exc:  # another schema_version, or not JSON
-        raise settings.UsageError(f"{path}/summary.json: {exc}") from None
+    except RecordError as exc:  # not JSON, another schema_version, a field missing or wrong
+        raise settings.UsageError(str(exc)) from None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -237,8 +238,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from analysis.plot import throughput_plot
 
     path = _run_path(args.run)
-    manifest = json.loads((path / "manifest.json").read_text())
-    console.print(str(throughput_plot(_load_summary(path), manifest, path / "throughput.png")))
+    summary = _load_summary(path)
+    console.print(str(throughput_plot(summary, read_manifest(path), path / "throughput.png")))
     return 0
 
 
@@ -282,13 +283,11 @@ def _measurements(path: Path) -> tuple[list, str, list | None, int]:
     from analysis.analyze import fit_input, fitted_params, measurements_from_csv
 
     if path.is_dir():
-        if not (path / "summary.json").is_file():
-            raise settings.UsageError(f"{path} is not a run directory (no summary.json)")
         try:
-            summary = json.loads((path / "summary.json").read_text())
+            summary = read_summary(path, oldest=OLDEST_ANALYZABLE)
             return *fit_input(summary), summary.get("points"), fitted_params(summary)
-        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            raise settings.UsageError(f"{path}/summary.json: {exc}") from None
+        except ValueError as exc:  # RecordError is one
+            raise settings.UsageError(str(exc)) from None
     if not path.is_file():
         raise settings.UsageError(f"{path}: no such run directory or CSV file")
     try:

@@ -14,19 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hscale import runtimes
+from hscale import stores as store_registry
 from hscale.results import RunDir, load_summary, new_run_id, write_json
-from hscale.runtimes.base import SUPPORTED_STORES
-from hscale.settings import STORES, Settings, UsageError
+from hscale.settings import Settings, UsageError
 from hscale.sweep import run_sweep
 
 
 def parse_stores(raw: str) -> list[str]:
     stores = raw.replace(",", " ").split()
-    unknown = [s for s in stores if s not in STORES]
+    known = tuple(store_registry.STORES)
+    unknown = [s for s in stores if s not in known]
     if unknown:
-        raise UsageError(
-            f"unknown store {unknown[0]!r} in STORES; choose from: {', '.join(STORES)}"
-        )
+        raise UsageError(f"unknown store {unknown[0]!r} in STORES; choose from: {', '.join(known)}")
     if len(set(stores)) != len(stores):
         raise UsageError(f"STORES must not repeat a store, got {raw!r}")
     if len(stores) < 2:
@@ -53,11 +52,11 @@ def run_compare(
     }
     # A store this runtime cannot start is a usage error before anything runs.
     name = runtimes.resolve(s.runtime)
-    missing = [store for store in stores if store not in SUPPORTED_STORES.get(name, ())]
+    can = store_registry.supported(name)
+    missing = [store for store in stores if store not in can]
     if missing:
         raise UsageError(
-            f"the {name} runtime cannot start {', '.join(missing)} "
-            f"(it can: {', '.join(SUPPORTED_STORES.get(name, ()))})"
+            f"the {name} runtime cannot start {', '.join(missing)} (it can: {', '.join(can)})"
         )
     cdir.mkdir(parents=True)
     write_json(

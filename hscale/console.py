@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from analysis import precision
+from analysis.verdict import verdict_efficiency
 
 # Piped or redirected, rich would assume 80 columns and squeeze the table unreadably.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -55,15 +56,18 @@ def results_table(summary: dict) -> Table:
         title=f"hscale {summary['scenario']} on {summary['runtime']}, {model}: "
         f"{summary['run_id']} ({summary['status']})",
         caption=f"req/s: mean of trials{adjusted}, 95% CI from the noise pooled over N; "
-        "raw: as measured; E: efficiency S(N)/N with its CI; latency over all trials, * where "
+        "raw: as measured; E: efficiency S(N)/N with its CI, of the trials the fit uses; "
+        "latency over all trials, * where "
         "the CPU quota's stall dominates it; thr: share of CFS periods throttled; bottleneck: "
         "the component nearest its CPU budget",
     )
     cols = ("N", "trials", "req/s", "95% CI", "raw", "CV", "E", "95% CI", "p50 ms", "p99 ms")
     for col in (*cols, "thr", "errors", "bottleneck", "valid"):
         table.add_column(col, justify="right")
+    analysis = summary.get("analysis") or {}
     for p in summary["points"]:
         lat, neck, cv = p["latency_ms"], p.get("bottleneck"), p["throughput_cv"]
+        eff, eff_ci = verdict_efficiency(p, analysis)
         throttling = p.get("throttling") or {}
         marked = throttling.get("dominated_percentiles") or []
         share = throttling.get("throttled_period_share")
@@ -74,8 +78,8 @@ def results_table(summary: dict) -> Table:
             _ci(p["throughput_ci"], ".0f"),
             _f(p.get("throughput_raw_rps"), ".0f"),
             "-" if cv is None else f"{cv:.1%}",
-            _f(p.get("efficiency"), ".2f"),
-            _ci(p.get("efficiency_ci"), ".2f"),
+            _f(eff, ".2f"),
+            _ci(eff_ci, ".2f"),
             _f(lat["p50"], ".1f") + ("*" if "p50" in marked else ""),
             _f(lat["p99"], ".1f") + ("*" if "p99" in marked else ""),
             "-" if share is None else f"{share:.0%}",

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
-STATUSES = ("running", "complete", "interrupted", "failed")
+from analysis.record import SCHEMA_VERSION, STATUSES, read_summary
 
 
 def now_iso() -> str:
@@ -77,9 +76,5 @@ class RunDir:
 
 
 def load_summary(run: Path) -> dict:
-    summary = json.loads((run / "summary.json").read_text())
-    if summary.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"{run}: schema_version {summary.get('schema_version')} is not {SCHEMA_VERSION}"
-        )
-    return summary
+    """The run's summary.json, validated (analysis/record.py): RecordError, one line."""
+    return read_summary(run)

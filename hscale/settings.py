@@ -14,11 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hscale import paths
+from hscale import paths, stores
 
 RUNTIMES = ("auto", "local", "docker", "swarm")
 LOAD_MODELS = ("closed", "rate")
-STORES = ("redis", "memcached", "postgres", "memory")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -134,7 +133,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "STORE",
         "redis",
-        _choice("STORE", lambda: STORES),
+        _choice("STORE", lambda: tuple(stores.STORES)),  # read late: the registry decides
         "the shared data store: redis, memcached, postgres, or memory (a dict in each "
         "process, not shared: fast and wrong, the anti-pattern)",
     ),

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from hscale import stores
+
 # What swarm cannot honour, said once per run in the output and the manifest.
 DROPPED_NOTES = {
     "security_opt": "no-new-privileges is not settable on swarm services",
@@ -27,8 +29,8 @@ DROPPED_NOTES = {
 }
 
 
-# docker-compose.yml's store services; redis is the one without a profile.
-STORE_SERVICES = ("redis", "memcached", "postgres")
+# docker-compose.yml's store services (hscale/stores.py); redis is the one without a profile.
+STORE_SERVICES = stores.services()
 
 
 def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]:

@@ -1,29 +1,43 @@
-"""The sweep: for each (N, trial), resize, verify, warm up, measure; results after each."""
+"""The sweep: for each (N, trial), resize, verify, warm up, measure; results after each.
+
+A `Sweep` carries the run's state (settings, run directory, runtime, summary, trials, the
+ballast and the speed probe), as Locust's Environment does, and its methods are the
+steps: begin, place (start or resize, ballast, verify), warm_up, measure, record, plan_more,
+teardown. `run_sweep` strings them together. Which trials run is schedule.py's; what a
+trial records is trial.py's; what the record means is analysis/'s.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
-
-from analysis import aggregate, components, consistency, latency, precision, validity
-from analysis.advice import advice, undecided
+from analysis import aggregate, consistency, precision
+from analysis.advice import advice
 from hscale import cgroups, loadgen, procs, sysinfo
 from hscale.ballast import Ballast
-from hscale.cgroups import CpuCounters, CpuGroup
+from hscale.cgroups import CpuGroup
 from hscale.probe import Probe, speed
 from hscale.results import SCHEMA_VERSION, RunDir, now_iso
 from hscale.runtimes.base import Runtime
-from hscale.settings import RESERVED_CPUS, Settings, bench_command
+from hscale.schedule import (
+    extra_trials,
+    more_loadgen_workers,
+    precision_status,
+    trial_order,
+    wanted_trials,
+)
+from hscale.settings import Settings, bench_command
+from hscale.trial import Stage, host_counters, make_trial, stored_histogram
 from hscale.verify import read_counters, verify
 
 # Start-up, verification and Locust start per point, for the time-left estimate.
 OVERHEAD_S = 6.0
+Progress = Callable[[str, float], None]
 
 
 class Interrupted(Exception):
@@ -34,179 +48,324 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def oversubscription(s: Settings, n: int, limits: str) -> str | None:
-    if limits == "none":
-        return "no per-replica CPU limit could be set, so the replicas share the host's CPUs"
-    if not s.fits_host(n):
-        return (
-            f"{n} x {s.replica_cpus:g} CPU + {RESERVED_CPUS:g} reserved for nginx, store and "
-            f"load generator > {s.host_cpus} host CPUs"
-        )
-    return None
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Interrupted inside, as Ctrl-C raises KeyboardInterrupt."""
+    old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
-def host_counters(ballast: Ballast, probe_cpu_s: float = 0.0) -> dict[str, CpuCounters]:
-    """Whole-host busy CPU, and the share of it of hscale's own loops, the ballast and
-    the speed probe (to be subtracted)."""
-    t = psutil.cpu_times()
-    # guest time is already inside user; steal is time the hypervisor kept from us.
-    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Teardown: a second Ctrl-C or SIGTERM must not leave processes behind."""
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    prev = {sig: signal.signal(sig, signal.SIG_IGN) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in prev.items():
+            signal.signal(sig, handler)
+
+
+def new_summary(s: Settings, rd: RunDir, runtime: Runtime, prior: dict) -> dict:
+    """summary.json as it starts; with `prior` (a comparison's later round) its trials,
+    points and analysis carry on."""
     return {
-        "host": CpuCounters(cpu_s=busy),
-        "ballast": CpuCounters(cpu_s=ballast.cpu_seconds() + probe_cpu_s),
+        "schema_version": SCHEMA_VERSION,
+        "run_id": rd.run_id,
+        "status": "running",
+        "started_at": prior.get("started_at") or now_iso(),
+        "ended_at": None,
+        "error": None,
+        "scenario": s.scenario,
+        "runtime": runtime.name,
+        "load": {"model": s.load, "rate_rps": s.rate},
+        "trial_plan": prior.get("trial_plan")
+        or {
+            "trials": s.trials,
+            "ci_target": s.ci_target,
+            "max_trials": s.max_trials,
+            "time_budget_s": s.time_budget or None,
+            "warmup_trial_s": s.warmup_trial or None,
+        },
+        "trials": list(prior.get("trials") or []),
+        "points": prior.get("points") or [],
+        "precision": prior.get("precision"),
+        "precision_status": None,
+        "warmup_trial": prior.get("warmup_trial"),
+        "analysis": prior.get("analysis"),
+        "analysis_error": None,
+        "consistency": prior.get("consistency"),
+        "leftover_processes": [],
     }
 
 
-def throttling(comps: dict[str, dict], s: Settings, lat: dict) -> dict:
-    """How much the replicas' CFS quota shows in the trial: the share of periods that
-    ended throttled (mean over replicas), the stall one such period adds, and the latency
-    percentiles that stall dominates (analysis/latency.py)."""
-    shares = [
-        c["throttled_periods"]
-        for c in comps.values()
-        if c["kind"] == "replica" and c.get("throttled_periods") is not None
-    ]
-    share = round(sum(shares) / len(shares), 4) if shares else None
-    stall = latency.throttle_stall_ms(s.replica_cpus, s.cpu_period_us)
-    return {
-        "period_us": s.cpu_period_us,
-        "throttled_period_share": share,
-        "stall_ms": round(stall, 2),
-        "dominated_percentiles": latency.throttle_dominated(lat, stall, share),
-    }
+class Sweep:
+    """One run's state and its steps (see the module's docstring)."""
 
-
-def make_trial(
-    n: int,
-    trial: int,
-    seq: int,
-    plan: loadgen.LocustPlan,
-    run: loadgen.LoadRun,
-    runtime: Runtime,
-    s: Settings,
-    limits: str,
-    out: Path,
-    run_root: Path,
-    host_speed: float | None = None,
-) -> dict:
-    """One trial's record from the raw tally and CPU counters."""
-    tally = run.tally
-    seconds = tally["duration_s"]
-    comps = runtime.components()
-    # Its quota, else one core per Locust process that generates load (the master of
-    # workers only merges).
-    loadgen_budget = s.loadgen_cpus or float(max(1, plan.workers))
-    budgets = {c.name: c.budget_cpus for c in comps} | {"loadgen": loadgen_budget}
-    kinds = {c.name: c.kind for c in comps} | {"loadgen": "loadgen"}
-    cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
-    host, ballast = cpu.pop("host", None), cpu.pop("ballast", None)
-    busy = host["cpu_cores"] - (ballast["cpu_cores"] if ballast else 0.0) if host else None
-    requests, failures = tally["requests"], tally["failures"]
-    throughput = (requests - failures) / seconds if seconds > 0 else 0.0
-    lat = latency.percentiles_ms(tally["histogram"])
-    over = oversubscription(s, n, limits)
-    drift = validity.drift(tally["series"], tally["warmup_s"], seconds)
-    little = (
-        validity.littles_law(plan.users, requests, seconds, lat["mean"])
-        if plan.load == "closed"
-        else None
-    )
-    open_loop = None
-    if plan.load == "rate" and plan.rate:
-        achieved = requests / seconds if seconds > 0 else 0.0
-        open_loop = {
-            **(tally.get("open_loop") or {}),
-            "offered_rps": plan.rate,
-            "achieved_rps": round(achieved, 2),
-            "achieved_ratio": round(achieved / plan.rate, 4),
+    def __init__(
+        self, s: Settings, rd: RunDir, runtime: Runtime, progress: Progress,
+        log: Callable[[str], None], prior: dict,
+    ) -> None:  # fmt: skip
+        self.s, self.rd, self.runtime, self.progress, self.log = s, rd, runtime, progress, log
+        self.resumed = bool(prior)
+        self.summary = new_summary(s, rd, runtime, prior)
+        self.trials: list[dict] = self.summary["trials"]
+        self.histograms = {
+            (t["replicas"], t["trial"]): stored_histogram(rd.path / t["raw"]) for t in self.trials
         }
-    notes = validity.validity_notes(
-        requests=requests,
-        failures=failures,
-        per_replica_requests=tally["per_replica_requests"],
-        expected_replicas=runtime.replicas(),
-        cpu_warnings=tally["cpu_warnings"],
-        loadgen_cpu=cpu.get("loadgen", {}).get("util_of_budget"),
-        oversubscribed=over,
-        host_busy_cores=busy,
-        host_cpus=s.host_cpus,
-        drift=drift,
-        littles_law=little,
-    )
-    return {
-        "replicas": n,
-        "trial": trial,
-        "seq": seq,
-        "users": plan.users,
-        "loadgen_workers": tally.get("workers", 0),
-        "duration_s": round(seconds, 3),
-        "warmup_s": round(tally["warmup_s"], 3),
-        "throughput_rps": round(throughput, 2),
-        # Work per CPU-ms of the speed probe during the window (hscale/probe.py).
-        "host_speed": host_speed,
-        "requests": requests,
-        "failures": failures,
-        "failure_rate": round(failures / requests, 5) if requests else None,
-        "latency_ms": lat,
-        "throttling": throttling(cpu, s, lat),
-        "per_replica_requests": dict(sorted(tally["per_replica_requests"].items())),
-        "components": aggregate.with_demand(cpu, throughput),
-        "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
-        "loadgen_cpu_warnings": tally["cpu_warnings"],
-        "series": tally["series"],
-        "drift": drift,
-        "littles_law": little,
-        "open_loop": open_loop,
-        "oversubscribed": over is not None,
-        "valid": not notes,
-        "notes": notes,
-        "warnings": validity.open_loop_warnings(open_loop),
-        "errors": tally["errors"],
-        "raw": str(out.relative_to(run_root)),
-    }
+        logs = rd.path / "runtime" / "logs"
+        self.ballast = Ballast(rd.run_id, s.replica_cpus, logs, s.cpu_period_us)
+        self.probe = Probe(rd.run_id, logs)
+        self.loadgen_group: CpuGroup | None = None
+        self.mf: dict = {}
+        self.per_trial = s.warmup + s.duration + OVERHEAD_S
+        first = 1 + max((t["trial"] for t in self.trials), default=0)
+        self.queue = trial_order(s.sweep, s.trials, first)
+        self.done_here = 0  # trials finished by this process
+        self.workers = s.loadgen_workers
+        self.attempt = 0  # > 0: the trial at the head of the queue runs again
+        self.running: int | None = None  # N now up
+        self.clock: float | None = None  # when the stack first answered: TIME_BUDGET counts from it
+        self.warm_s = 0.0  # the warm-up trial's wall time, not a measured trial's cost
+        self.stopped_by: str | None = None
+
+    # -- steps ------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Provenance first, then warnings about what this host cannot do."""
+        s, rd = self.s, self.rd
+        self.write_manifest()
+        self.summary["server"] = self.mf["runtime"].get("gunicorn")
+        self.summary["cpu_limits"] = self.mf["runtime"]["cpu_limits"]
+        rd.write_summary(self.summary)
+        if not self.resumed:
+            rd.point_to_latest()
+        if s.ballast and not self.ballast.usable:
+            self.log(f"[warning] no ballast: it needs a cgroup CPU quota ({self.ballast.reason})")
+        if not self.probe.usable:
+            self.log(
+                f"[warning] no host speed probe: it needs a cgroup CPU quota ({self.probe.reason})"
+            )
+        if self.limits == "none":
+            self.log(
+                "[warning] no per-replica CPU limits: "
+                f"{self.mf['runtime']['cpu_limits_reason']}; every point will be marked "
+                "oversubscribed"
+            )
+        self.probe.start()
+
+    def place(self, n: int, label: str, base: float) -> None:
+        """N replicas up, answering through nginx, with the ballast beside them."""
+        self.progress(f"{label}: starting {n} replica(s)", base)
+        if self.running is None:
+            self.runtime.start(n)
+            self.write_manifest()  # now the runtime knows how it ran (e.g. which image path)
+        elif n != self.running:
+            self.runtime.resize(n)
+        self.running = n
+        if self.clock is None:
+            self.clock = time.monotonic()
+        if self.s.ballast:
+            self.ballast.resize(max(self.s.sweep) - n)
+        self.progress(f"{label}: verifying endpoints through nginx", base + 2)
+        verify(self.runtime.endpoint, self.runtime.replicas(), shared=self.s.store != "memory")
+
+    def warm_up(self, n: int, base: float) -> None:
+        """The first trial of a cold stack and host runs slow: load it once, discard it."""
+        s, summary = self.s, self.summary
+        if not s.warmup_trial or self.resumed or summary["warmup_trial"] is not None:
+            return
+        self.progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
+        out = self.rd.path / "points" / "warmup"
+        t0 = time.monotonic()
+        run, _, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None)
+        self.warm_s = time.monotonic() - t0
+        seconds = run.tally["duration_s"]
+        ok = run.tally["requests"] - run.tally["failures"]
+        summary["warmup_trial"] = {
+            "replicas": n,
+            "seconds": round(seconds, 2),
+            "throughput_rps": round(ok / seconds, 2) if seconds > 0 else None,
+            "host_speed": hs,
+            "raw": str(out.relative_to(self.rd.path)),
+        }
+
+    def measure(self, n: int, k: int, label: str, base: float) -> tuple[dict, str | None]:
+        """Trial k at N: its record, and the histogram; (record, None) when it must run
+        again with more Locust workers (kept on disk, listed in retried_trials)."""
+        s, runtime = self.s, self.runtime
+        before = read_counters(runtime.endpoint, runtime.replicas())
+        users = s.users_at(n)
+        out = self.rd.trial_dir(n, k, self.attempt)
+        t0 = time.monotonic()
+
+        def tick(phase: str) -> None:
+            done = min(time.monotonic() - t0, s.warmup + s.duration)
+            self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
+
+        run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick)
+        after = read_counters(runtime.endpoint, runtime.replicas())
+        stage = Stage(s, runtime, self.limits, self.rd.path)
+        trial = make_trial(stage, n, k, len(self.trials), plan, run, out, host_speed)
+        trial["consistency"] = consistency.judge(run.tally.get("consistency"), before, after)
+        more = more_loadgen_workers(trial, s, self.workers)
+        if more is None:
+            return trial, run.tally["histogram"]
+        self.log(f"{label}: load generator saturated; again with {more} Locust workers")
+        self.summary.setdefault("retried_trials", []).append(
+            {"replicas": n, "trial": k, "raw": trial["raw"], "notes": trial["notes"]}
+        )
+        self.workers, self.attempt = more, self.attempt + 1
+        return trial, None
+
+    def record(self, trial: dict, histogram: str) -> None:
+        """Keep the trial, re-derive everything from the trials so far, write it."""
+        self.queue.pop(0)
+        self.attempt, self.done_here = 0, self.done_here + 1
+        self.trials.append(trial)
+        self.histograms[(trial["replicas"], trial["trial"])] = histogram
+        judge(self.summary, self.trials, self.histograms, self.s, self.trial_cost())
+        self.summary["precision_status"] = precision_status(
+            self.summary["points"], self.s, self.elapsed(), self.stopped_by
+        )
+        self.rd.write_summary(self.summary)
+
+    def plan_more(self) -> None:
+        """The queue is empty: add what the precision target and the budget call for."""
+        s, points = self.s, self.summary["points"]
+        room = None
+        if s.time_budget:  # the trials so far say what one costs here, resizes included
+            room = max(0, int((s.time_budget - self.elapsed()) // self.trial_cost()))
+        found = self.summary["analysis"]
+        self.queue = [
+            (m, 1 + max(t["trial"] for t in self.trials if t["replicas"] == m))
+            for m in extra_trials(points, s, self.running, room, found)
+        ]
+        if not self.queue and wanted_trials(points, s, found):
+            self.stopped_by = "time budget" if room == 0 else "max trials"
+
+    def stop(self, exc: BaseException) -> None:
+        """Record how the run ended early: interrupted (finished trials kept) or failed."""
+        if isinstance(exc, KeyboardInterrupt | Interrupted):
+            self.summary["status"] = "interrupted"
+            cause = str(exc) or "SIGINT"
+            self.summary["error"] = (
+                f"interrupted ({cause}) after {self.done_here} finished trial(s)"
+            )
+        else:
+            self.summary["status"] = "failed"
+            self.summary["error"] = f"{type(exc).__name__}: {exc}"
+            (self.rd.path / "error.txt").write_text(traceback.format_exc())
+
+    def teardown(self) -> None:
+        """Stop everything this run started; the summary gets its final status and times."""
+        summary = self.summary
+        self.progress("tearing down", self.done_here * self.per_trial)
+        self.ballast.stop()
+        self.probe.stop()
+        if self.loadgen_group is not None:
+            self.loadgen_group.remove()
+        self.runtime.stop()
+        summary["leftover_processes"] = procs.kill_leftovers(self.rd.run_id)
+        summary["ended_at"] = now_iso()
+        if summary["precision_status"]:  # as the last trial left it, and why it stopped
+            summary["precision_status"] = precision_status(
+                summary["points"], self.s, summary["precision_status"]["elapsed_s"],
+                self.stopped_by,
+            )  # fmt: skip
+        self.rd.write_summary(summary)
+        if self.mf:
+            self.rd.write_manifest(
+                {**self.mf, "ended_at": summary["ended_at"], "status": summary["status"]}
+            )
+
+    # -- helpers ----------------------------------------------------------------------
+    @property
+    def limits(self) -> str:
+        return self.mf["runtime"]["cpu_limits"]
+
+    def write_manifest(self) -> None:
+        self.mf = manifest(self.s, self.rd, self.runtime, self.summary["started_at"])
+        self.rd.write_manifest(self.mf)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - (self.clock or time.monotonic())
+
+    def trial_cost(self) -> float:
+        """Wall seconds per measured trial so far, resizes included, warm-up not."""
+        return (self.elapsed() - self.warm_s) / max(1, self.done_here)
+
+    def load(
+        self, n: int, seconds: float, warmup: float, out: Path, tick: Callable[[str], None]
+    ) -> tuple[loadgen.LoadRun, loadgen.LocustPlan, float | None]:
+        """One Locust run at N: its LoadRun, its plan and the host speed over it."""
+        s, readings = self.s, []
+
+        def counters() -> dict:
+            reading = self.probe.reading()
+            readings.append(reading)
+            probe_s = reading[1] if reading else 0
+            return {**self.runtime.counters(), **host_counters(self.ballast, probe_s)}
+
+        plan = loadgen.LocustPlan(
+            s.scenario, self.runtime.endpoint, s.users_at(n), seconds, self.workers,
+            load=s.load, rate=s.rate,
+        )  # fmt: skip
+        if s.loadgen_cpus and self.loadgen_group is None:
+            self.loadgen_group = CpuGroup(
+                cgroups.detect()[0], f"hscale-{self.rd.run_id}/loadgen", s.loadgen_cpus
+            )
+        run = loadgen.run_point(
+            plan, warmup, out, self.rd.run_id, counters, tick,
+            self.runtime.loadgen_launcher(), self.loadgen_group,
+        )  # fmt: skip
+        hs = speed(readings[0], readings[-1]) if len(readings) >= 2 else None
+        return run, plan, hs
 
 
-def trial_order(sweep: Sequence[int], trials: int, first: int = 1) -> list[tuple[int, int]]:
-    """(N, trial) in run order: ascending N, then descending, and so on, so a slow drift
-    of the machine does not fall on one end of the curve, and each turn reuses the N
-    already running. Trials are numbered from `first` (a resumed run goes on counting)."""
-    order = []
-    for k in range(first, first + trials):
-        ns = sorted(sweep) if k % 2 else sorted(sweep, reverse=True)
-        order += [(n, k) for n in ns]
-    return order
+def run_sweep(
+    s: Settings,
+    rd: RunDir,
+    runtime: Runtime,
+    progress: Progress = lambda text, done: None,
+    log: Callable[[str], None] = print,
+    prior: dict | None = None,
+) -> dict:
+    """Run every (N, trial); returns the final summary. Always tears the runtime down.
 
-
-def needs_more_trials(points: Sequence[dict], ci_target: float, max_trials: int) -> list[int]:
-    """N whose CI half-width is above ci_target of its mean, below the cap of trials."""
-    if not ci_target:
-        return []
-    out = []
-    for p in points:
-        ci, x = p["throughput_ci"], p["throughput_rps"]
-        wide = ci is None or (x > 0 and (ci[1] - ci[0]) / 2 / x > ci_target)
-        if wide and p["trials"] < max_trials:
-            out.append(p["replicas"])
-    return out
-
-
-def more_loadgen_workers(trial: dict, s: Settings, workers: int) -> int | None:
-    """After a trial whose load generator saturated: more Locust processes, if the host
-    has a spare core for one beyond the replicas' budgets, nginx, the store and the
-    Locust processes already running; else None (the trial stays invalid)."""
-    if s.loadgen_cpus or not any(
-        note.startswith("load generator saturated") for note in trial["notes"]
-    ):
-        return None  # not saturated, or capped on purpose by LOADGEN_CPUS
-    others = sum(
-        c["cpu_cores"] for c in trial["components"].values() if c["kind"] in ("proxy", "store")
-    )
-    generating = max(1, workers)
-    committed = trial["replicas"] * s.replica_cpus + others + generating
-    if s.host_cpus - committed < 1.0:
-        return None
-    # --processes k forks k workers under a master; one process becomes two generators.
-    return max(2, workers + 1)
+    The caller has run runtime.preflight(), so usage errors came before anything started.
+    With `prior` (the run's summary so far), its trials are kept and new ones are numbered
+    after them: how a store comparison interleaves rounds of trials across stores.
+    TRIALS rounds always run; then trials are added where the CIs are widest until
+    CI_TARGET is met, MAX_TRIALS reached or the next trial would overrun TIME_BUDGET
+    (counted from the moment the stack first answered, so image builds are not in it).
+    """
+    sweep = Sweep(s, rd, runtime, progress, log, prior or {})
+    with interruptible():
+        try:
+            sweep.begin()
+            while sweep.queue:
+                n, k = sweep.queue[0]
+                base = sweep.done_here * sweep.per_trial
+                label = f"N={n} trial {k}"
+                sweep.place(n, label, base)
+                sweep.warm_up(n, base)
+                trial, histogram = sweep.measure(n, k, label, base)
+                if histogram is not None:
+                    sweep.record(trial, histogram)
+                if not sweep.queue:
+                    sweep.plan_more()
+            sweep.summary["status"] = "complete"
+        except (KeyboardInterrupt, Interrupted, Exception) as exc:  # recorded; caller exits 1
+            sweep.stop(exc)
+        finally:
+            with uninterruptible():
+                sweep.teardown()
+    return sweep.summary
 
 
 def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
@@ -230,11 +389,6 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     }
 
 
-def stored_histogram(raw: Path) -> str | None:
-    """The latency histogram a finished trial left in its tally.json."""
-    return json.loads((raw / "tally.json").read_text()).get("histogram")
-
-
 def analysis_of(summary: dict) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
     from analysis.analyze import analyze, fit_input, fitted_params
@@ -248,298 +402,6 @@ def analysis_of(summary: dict) -> dict | None:
         return None
     measurements, fit_on = fit_input(summary)
     return analyze(measurements, summary["points"], fit_on, fitted_params(summary))
-
-
-def wanted_trials(points: Sequence[dict], s: Settings, analysis: dict | None) -> list[int]:
-    """The N that need another trial: those whose CI is too wide (needs_more_trials), or,
-    once every CI is narrow enough, those whose E(N) interval still straddles the
-    verdict's threshold, with the baseline that every E(N) divides by."""
-    wanted = needs_more_trials(points, s.ci_target, s.max_trials)
-    if wanted or not s.ci_target or not analysis or not points:
-        return wanted
-    count = {p["replicas"]: p["trials"] for p in points}
-    base = min(count)
-    open_ = [n for n in undecided(analysis) if n in count]
-    return [n for n in sorted({base, *open_}) if open_ and count[n] < s.max_trials]
-
-
-def extra_trials(
-    points: Sequence[dict],
-    s: Settings,
-    running: int | None,
-    room: int | None,
-    analysis: dict | None = None,
-) -> list[int]:
-    """The wanted N (wanted_trials), widest CI first, ties to the baseline (it is in every
-    efficiency) then the largest N; at most `room` of them (what the time budget allows,
-    None: no limit), in an order that goes on from the N now running, as trial_order
-    does."""
-    wide = {p["replicas"]: p.get("throughput_ci_half") or 1.0 for p in points}
-    extra = wanted_trials(points, s, analysis)
-    base = min(wide, default=None)
-    extra.sort(key=lambda n: (-wide[n], n != base, -n))
-    extra = extra[:room] if room is not None else extra
-    return sorted(extra, reverse=running == max(extra, default=0))
-
-
-def precision_status(
-    points: Sequence[dict], s: Settings, elapsed: float, stopped_by: str | None
-) -> dict:
-    """What precision the sweep reached, and why it stopped adding trials."""
-    halves = {str(p["replicas"]): p.get("throughput_ci_half") for p in points}
-    reached = bool(points) and all(h is not None and h <= s.ci_target for h in halves.values())
-    return {
-        "ci_target": s.ci_target,
-        "ci_half_widths": halves,
-        "reached": reached if s.ci_target else None,
-        "stopped_by": "target reached" if reached and s.ci_target else stopped_by,
-        "elapsed_s": round(elapsed, 1),
-        "time_budget_s": s.time_budget or None,
-    }
-
-
-def run_sweep(
-    s: Settings,
-    rd: RunDir,
-    runtime: Runtime,
-    progress: Callable[[str, float], None] = lambda text, done: None,
-    log: Callable[[str], None] = print,
-    prior: dict | None = None,
-) -> dict:
-    """Run every (N, trial); returns the final summary. Always tears the runtime down.
-
-    The caller has run runtime.preflight(), so usage errors came before anything started.
-    With `prior` (the run's summary so far), its trials are kept and new ones are numbered
-    after them: how a store comparison interleaves rounds of trials across stores.
-    TRIALS rounds always run; then trials are added where the CIs are widest until
-    CI_TARGET is met, MAX_TRIALS reached or the next trial would overrun TIME_BUDGET
-    (counted from the moment the stack first answered, so image builds are not in it).
-    """
-    prior = prior or {}
-    started = prior.get("started_at") or now_iso()
-    summary: dict = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": rd.run_id,
-        "status": "running",
-        "started_at": started,
-        "ended_at": None,
-        "error": None,
-        "scenario": s.scenario,
-        "runtime": runtime.name,
-        "load": {"model": s.load, "rate_rps": s.rate},
-        "trial_plan": prior.get("trial_plan")
-        or {
-            "trials": s.trials,
-            "ci_target": s.ci_target,
-            "max_trials": s.max_trials,
-            "time_budget_s": s.time_budget or None,
-            "warmup_trial_s": s.warmup_trial or None,
-        },
-        "trials": [],
-        "points": [],
-        "precision": None,
-        "precision_status": None,
-        "warmup_trial": prior.get("warmup_trial"),
-        "analysis": None,
-        "analysis_error": None,
-        "consistency": None,
-        "leftover_processes": [],
-    }
-    trials: list[dict] = list(prior.get("trials") or [])
-    histograms = {(t["replicas"], t["trial"]): stored_histogram(rd.path / t["raw"]) for t in trials}
-    first = 1 + max((t["trial"] for t in trials), default=0)
-    summary["trials"] = trials
-    summary["points"] = prior.get("points") or []
-    summary["analysis"] = prior.get("analysis")
-    summary["consistency"] = prior.get("consistency")
-    summary["precision"] = prior.get("precision")
-    logs = rd.path / "runtime" / "logs"
-    ballast = Ballast(rd.run_id, s.replica_cpus, logs, s.cpu_period_us)
-    probe = Probe(rd.run_id, logs)
-    loadgen_group: CpuGroup | None = None
-    mf: dict = {}
-    per_trial = s.warmup + s.duration + OVERHEAD_S
-    queue = trial_order(s.sweep, s.trials, first)
-    done_here = 0
-    workers = s.loadgen_workers
-    clock: float | None = None  # when the stack first answered: TIME_BUDGET counts from it
-    stopped_by: str | None = None
-    warm_s = 0.0  # the warm-up trial's wall time, not a measured trial's cost
-    old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        mf = manifest(s, rd, runtime, started)
-        summary["server"] = mf["runtime"].get("gunicorn")
-        summary["cpu_limits"] = mf["runtime"]["cpu_limits"]
-        rd.write_manifest(mf)
-        rd.write_summary(summary)
-        if not prior:
-            rd.point_to_latest()
-        limits = mf["runtime"]["cpu_limits"]
-        if s.ballast and not ballast.usable:
-            log(f"[warning] no ballast: it needs a cgroup CPU quota ({ballast.reason})")
-        if not probe.usable:
-            log(f"[warning] no host speed probe: it needs a cgroup CPU quota ({probe.reason})")
-        if limits == "none":
-            log(
-                f"[warning] no per-replica CPU limits: {mf['runtime']['cpu_limits_reason']}; "
-                "every point will be marked oversubscribed"
-            )
-        probe.start()
-        running: int | None = None
-        attempt = 0
-
-        def load(n: int, seconds: float, warmup: float, out: Path, tick) -> tuple:
-            """One Locust run at N; returns its LoadRun, plan and the host speed."""
-            nonlocal loadgen_group
-            readings: list = []
-
-            def counters() -> dict:
-                reading = probe.reading()
-                readings.append(reading)
-                return {
-                    **runtime.counters(),
-                    **host_counters(ballast, reading[1] if reading else 0),
-                }
-
-            plan = loadgen.LocustPlan(
-                s.scenario, runtime.endpoint, s.users_at(n), seconds, workers,
-                load=s.load, rate=s.rate,
-            )  # fmt: skip
-            if s.loadgen_cpus and loadgen_group is None:
-                loadgen_group = CpuGroup(
-                    cgroups.detect()[0], f"hscale-{rd.run_id}/loadgen", s.loadgen_cpus
-                )
-            run = loadgen.run_point(
-                plan, warmup, out, rd.run_id, counters, tick, runtime.loadgen_launcher(),
-                loadgen_group,
-            )  # fmt: skip
-            return run, plan, speed(readings[0], readings[-1]) if len(readings) >= 2 else None
-
-        while queue:
-            n, k = queue[0]
-            base = done_here * per_trial
-            label = f"N={n} trial {k}"
-            progress(f"{label}: starting {n} replica(s)", base)
-            if running is None:
-                runtime.start(n)
-                # Now the runtime knows how it ran (e.g. which image path it took).
-                mf = manifest(s, rd, runtime, started)
-                rd.write_manifest(mf)
-            elif n != running:
-                runtime.resize(n)
-            running = n
-            if clock is None:
-                clock = time.monotonic()
-            if s.ballast:
-                ballast.resize(max(s.sweep) - n)
-            progress(f"{label}: verifying endpoints through nginx", base + 2)
-            verify(runtime.endpoint, runtime.replicas(), shared=s.store != "memory")
-            if s.warmup_trial and not prior and summary["warmup_trial"] is None:
-                # The first trial of a cold stack and host runs slow: load it, discard it.
-                progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
-                out = rd.path / "points" / "warmup"
-                warm_t0 = time.monotonic()
-                run, _, hs = load(n, s.warmup_trial, 0.0, out, lambda phase: None)
-                warm_s = time.monotonic() - warm_t0
-                seconds = run.tally["duration_s"]
-                ok = run.tally["requests"] - run.tally["failures"]
-                summary["warmup_trial"] = {
-                    "replicas": n,
-                    "seconds": round(seconds, 2),
-                    "throughput_rps": round(ok / seconds, 2) if seconds > 0 else None,
-                    "host_speed": hs,
-                    "raw": str(out.relative_to(rd.path)),
-                }
-            counter_before = read_counters(runtime.endpoint, runtime.replicas())
-            users = s.users_at(n)
-            out = rd.trial_dir(n, k, attempt)
-            t0 = time.monotonic()
-
-            def tick(
-                phase: str, label: str = f"{label} ({users} users)", t0: float = t0, base=base
-            ) -> None:
-                progress(
-                    f"{label}: {phase}",
-                    base + OVERHEAD_S + min(time.monotonic() - t0, s.warmup + s.duration),
-                )
-
-            run, plan, host_speed = load(n, s.warmup + s.duration, s.warmup, out, tick)
-            counter_after = read_counters(runtime.endpoint, runtime.replicas())
-            trial = make_trial(
-                n, k, len(trials), plan, run, runtime, s, limits, out, rd.path, host_speed
-            )
-            trial["consistency"] = consistency.judge(
-                run.tally.get("consistency"), counter_before, counter_after
-            )
-            more = more_loadgen_workers(trial, s, workers)
-            if more is not None:
-                # Kept on disk; the trial runs again with more Locust processes.
-                log(f"{label}: load generator saturated; again with {more} Locust workers")
-                summary.setdefault("retried_trials", []).append(
-                    {"replicas": n, "trial": k, "raw": trial["raw"], "notes": trial["notes"]}
-                )
-                workers, attempt = more, attempt + 1
-                continue
-            queue.pop(0)
-            attempt, done_here = 0, done_here + 1
-            trials.append(trial)
-            histograms[(n, k)] = run.tally["histogram"]
-            elapsed = time.monotonic() - clock
-            judge(summary, trials, histograms, s, (elapsed - warm_s) / done_here)
-            summary["precision_status"] = precision_status(
-                summary["points"], s, elapsed, stopped_by
-            )
-            rd.write_summary(summary)
-            if not queue:
-                room = None
-                if s.time_budget:
-                    # The trials so far say what one costs here, resizes included.
-                    cost = (elapsed - warm_s) / done_here
-                    room = max(0, int((s.time_budget - elapsed) // cost))
-                found = summary["analysis"]
-                queue = [
-                    (m, 1 + max(t["trial"] for t in trials if t["replicas"] == m))
-                    for m in extra_trials(summary["points"], s, running, room, found)
-                ]
-                if not queue and wanted_trials(summary["points"], s, found):
-                    stopped_by = "time budget" if room == 0 else "max trials"
-        summary["status"] = "complete"
-    except (KeyboardInterrupt, Interrupted) as exc:
-        summary["status"] = "interrupted"
-        cause = str(exc) or "SIGINT"
-        summary["error"] = f"interrupted ({cause}) after {done_here} finished trial(s)"
-    except Exception as exc:  # noqa: BLE001  (recorded, then re-raised by the caller's exit code)
-        summary["status"] = "failed"
-        summary["error"] = f"{type(exc).__name__}: {exc}"
-        (rd.path / "error.txt").write_text(traceback.format_exc())
-    finally:
-        # Teardown is not interruptible: a second Ctrl-C or SIGTERM must not leave
-        # processes behind.
-        held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        prev = {sig: signal.signal(sig, signal.SIG_IGN) for sig in held}
-        try:
-            progress("tearing down", done_here * per_trial)
-            ballast.stop()
-            probe.stop()
-            if loadgen_group is not None:
-                loadgen_group.remove()
-            runtime.stop()
-            summary["leftover_processes"] = procs.kill_leftovers(rd.run_id)
-            summary["ended_at"] = now_iso()
-            if summary["precision_status"]:  # as the last trial left it, and why it stopped
-                summary["precision_status"] = precision_status(
-                    summary["points"], s, summary["precision_status"]["elapsed_s"], stopped_by
-                )
-            rd.write_summary(summary)
-            if mf:
-                rd.write_manifest(
-                    {**mf, "ended_at": summary["ended_at"], "status": summary["status"]}
-                )
-        finally:
-            signal.signal(signal.SIGINT, prev[signal.SIGINT])
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-    return summary
 
 
 def judge(summary: dict, trials: list[dict], histograms: dict, s: Settings, trial_s: float) -> None:

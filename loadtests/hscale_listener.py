@@ -27,58 +27,40 @@ harness compares it with the store's counter read before and after the trial. PO
 acknowledged /kv and /session writes, and each later read of them is judged fresh,
 missing or stale. Scenarios call `check_read(response)` to make a bad read a Locust
 failure as well.
+
+The tally itself (histograms, per-replica counts, consistency counts, the distributed
+merge) is hscale_tally.py, which imports no Locust; this module is the hooks around it.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import gevent
 import gevent.local
-from hdrh.histogram import HdrHistogram
+from hscale_tally import LoadModel, Tally
 from locust import events
 from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-# 1 microsecond to 60 s at 3 significant digits: exact enough for p99.9 and max.
-LOWEST_US, HIGHEST_US, SIG_DIGITS = 1, 60_000_000, 3
 PHASE_MESSAGE = "hscale_phase"
-# Open loop: a send that starts more than this after its intended time counts as late.
-# Well above gevent's scheduling jitter, so late means "its user was still busy" (a slow
-# response, a stall, too few users) or the load generator itself was saturated.
-LATE_MS = 10.0
 
-
-@dataclass(frozen=True)
-class LoadModel:
-    rate: float | None = None  # offered requests/s, all users together; None: closed loop
-    users: int = 1  # users across every Locust process: each paces at rate / users
-
-    @property
-    def interval(self) -> float:
-        """Seconds between one user's intended sends."""
-        return self.users / self.rate if self.rate else 0.0
-
-
-model = LoadModel()  # set at test_start from the --hscale-* options
 _user = gevent.local.local()  # per greenlet, i.e. per user: next_send, intended
 
 
 def pacing(_user_instance: object) -> float:
     """wait_time of every scenario: 0 in closed loop; in open loop the time left until
     this user's next intended send (0 when behind: it catches up without skipping)."""
+    model = tally.model
     if model.rate is None:
         return 0.0
     now = time.time()
@@ -88,181 +70,6 @@ def pacing(_user_instance: object) -> float:
     _user.next_send = intended + model.interval
     _user.intended = intended  # claimed by the iteration's first request (on_request)
     return max(0.0, intended - now)
-
-
-def _histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIG_DIGITS)
-
-
-class Consistency:
-    """What users saw acknowledged and read back, over the whole run: never reset at the
-    warm-up boundary, and a worker's report is merged whatever its phase."""
-
-    FIELDS = {
-        # attempts: counted when sent (a request still in flight when Locust stops its
-        # users is never answered, yet may have counted); failed: an error status or no
-        # response, so it may or may not have counted.
-        "counter": ("attempts", "acknowledged", "failed"),
-        # writes: acknowledged. reads: of the user's own last acknowledged write, answered
-        # 200 or 404; missing: 404; stale: an older value; failed: no usable answer.
-        "kv": ("writes", "reads", "missing", "stale", "failed"),
-        "session": ("writes", "reads", "missing", "stale", "failed"),
-    }
-
-    def __init__(self) -> None:
-        self.counts: dict[str, Counter[str]] = {kind: Counter() for kind in self.FIELDS}
-
-    def add(self, kind: str, field: str) -> None:
-        self.counts[kind][field] += 1
-
-    def take(self) -> dict[str, dict[str, int]]:
-        report = {kind: dict(counts) for kind, counts in self.counts.items()}
-        for counts in self.counts.values():
-            counts.clear()
-        return report
-
-    def merge(self, report: dict[str, dict[str, int]]) -> None:
-        for kind, counts in report.items():
-            self.counts[kind].update(counts)
-
-    def dump(self) -> dict[str, dict[str, int]]:
-        out = {k: {f: self.counts[k][f] for f in fs} for k, fs in self.FIELDS.items()}
-        counter = out["counter"]
-        # Sent but never answered: in flight when the users were stopped.
-        counter["abandoned"] = counter["attempts"] - counter["acknowledged"] - counter["failed"]
-        return out
-
-
-class Tally:
-    def __init__(self) -> None:
-        self.test_start = time.time()
-        self.consistency = Consistency()  # whole run: not part of reset()
-        self.per_second: Counter[tuple[int, str]] = Counter()  # (epoch second, kind)
-        self.reset(phase="warmup")
-
-    def reset(self, phase: str) -> None:
-        self.phase = phase
-        self.window_start = time.time()
-        self.window_end: float | None = None
-        self.requests = 0
-        self.failures = 0
-        self.replicas: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.cpu_warnings: list[float] = []
-        self.hist = _histogram()
-        self.workers = 0
-        self.intended_sends = 0  # open loop: requests timed from an intended send
-        self.late_sends = 0
-        self.max_send_lag_ms = 0.0
-
-    def record(
-        self,
-        response_time_ms: float,
-        replica: str | None,
-        error: str | None,
-        send_lag_ms: float | None = None,
-    ) -> None:
-        """send_lag_ms: how late an open-loop send started; it counts in the latency."""
-        if send_lag_ms is not None:
-            self.intended_sends += 1
-            self.late_sends += send_lag_ms > LATE_MS
-            self.max_send_lag_ms = max(self.max_send_lag_ms, send_lag_ms)
-            response_time_ms += send_lag_ms
-        self.requests += 1
-        second = int(time.time())
-        self.per_second[(second, "requests")] += 1
-        if error is not None:
-            self.failures += 1
-            self.errors[error[:200]] += 1
-            self.per_second[(second, "failures")] += 1
-        if replica:
-            self.replicas[replica] += 1
-        self.hist.record_value(max(LOWEST_US, min(HIGHEST_US, int(response_time_ms * 1000))))
-
-    # -- distributed: a worker's report and the master's merge ---------------------
-    def take_report(self) -> dict:
-        """What this worker recorded since its last report; its counters start again."""
-        report = {
-            "phase": self.phase,
-            "requests": self.requests,
-            "failures": self.failures,
-            "replicas": dict(self.replicas),
-            "errors": dict(self.errors),
-            "cpu_warnings": self.cpu_warnings,
-            "histogram": _encode(self.hist) if self.requests else None,
-            "per_second": [[s, k, n] for (s, k), n in self.per_second.items()],
-            "intended_sends": self.intended_sends,
-            "late_sends": self.late_sends,
-            "max_send_lag_ms": self.max_send_lag_ms,
-            "consistency": self.consistency.take(),
-        }
-        phase = self.phase
-        self.per_second.clear()
-        self.reset(phase)
-        return report
-
-    def merge(self, report: dict) -> None:
-        for second, kind, count in report["per_second"]:
-            self.per_second[(second, kind)] += count  # warm-up seconds too, for the series
-        self.consistency.merge(report["consistency"])  # whole run, whatever the phase
-        if report["phase"] != self.phase:
-            return  # recorded before this worker heard that the warm-up ended
-        self.requests += report["requests"]
-        self.failures += report["failures"]
-        self.replicas.update(report["replicas"])
-        self.errors.update(report["errors"])
-        self.cpu_warnings += report["cpu_warnings"]
-        self.intended_sends += report["intended_sends"]
-        self.late_sends += report["late_sends"]
-        self.max_send_lag_ms = max(self.max_send_lag_ms, report["max_send_lag_ms"])
-        if report["histogram"]:
-            self.hist.add(HdrHistogram.decode(base64.b64decode(report["histogram"])))
-
-    def dump(self) -> dict:
-        end = self.window_end or time.time()
-        first = int(self.test_start)
-        last = max([first, *(s for s, _ in self.per_second)])
-        series = [
-            {
-                "t": s - first,
-                "requests": self.per_second[(s, "requests")],
-                "failures": self.per_second[(s, "failures")],
-            }
-            for s in range(first, last + 1)
-        ]
-        return {
-            "phase": self.phase,
-            "window_start": self.window_start,
-            "window_end": end,
-            "duration_s": end - self.window_start,
-            "warmup_s": self.window_start - self.test_start,
-            "requests": self.requests,
-            "failures": self.failures,
-            "per_replica_requests": dict(self.replicas),
-            "errors": dict(self.errors),
-            "cpu_warnings": self.cpu_warnings,
-            "histogram": _encode(self.hist) if self.requests else None,
-            "series": series,
-            "workers": self.workers,
-            "open_loop": self.open_loop(),
-            "consistency": self.consistency.dump(),
-        }
-
-    def open_loop(self) -> dict | None:
-        if model.rate is None:
-            return None
-        return {
-            "offered_rps": model.rate,
-            "users": model.users,
-            "intended_sends": self.intended_sends,
-            "late_sends": self.late_sends,
-            "late_threshold_ms": LATE_MS,
-            "max_send_lag_ms": round(self.max_send_lag_ms, 3),
-        }
-
-
-def _encode(hist: HdrHistogram) -> str:
-    return base64.b64encode(hist.encode()).decode()
 
 
 tally = Tally()
@@ -505,8 +312,7 @@ def on_worker_report(data: dict, **_kw) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kw) -> None:
-    global model
-    model = load_model(environment.parsed_options)  # on workers: as the master sent it
+    tally.model = load_model(environment.parsed_options)  # on workers: as the master sent it
     if isinstance(environment.runner, WorkerRunner):
         return  # the master decides when the warm-up ends
     warmup = float(os.environ.get("HSCALE_WARMUP", "0"))

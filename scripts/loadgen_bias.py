@@ -1,16 +1,21 @@
 """Does the load generator bend the curve? hscale's Locust against wrk on one stack.
 
-Starts the stack at N replicas once, then alternates, ROUNDS times: wrk for SECONDS, then
-hscale's Locust run (its warm-up cut and tally) for the same window. Prints each run's
-throughput, the load generator's CPU and the replicas' CPU per request, and the ratio of
-the means with a t interval. Needs `wrk` (Debian package) on PATH.
+At each of two N (1 and --replicas), with the sweep's ballast beside the stack, runs
+ROUNDS pairs of windows: wrk for SECONDS and hscale's Locust run (its warm-up cut and
+tally) for the same window, the order flipped every round so slow drift cancels. Each
+pair gives log(locust / wrk); their mean and t interval are the bias at that N, and the
+difference between the two N is the bias the load generator puts into E(N): what the
+sweep's efficiency would read if only the generator changed. Also prints each side's
+throughput, the load generator's CPU and the replicas' CPU per request. Needs `wrk`
+(Debian package) on PATH; a benchmark: run it alone.
 
-    .venv/bin/python scripts/loadgen_bias.py --runtime docker --replicas 4 --rounds 3
+    .venv/bin/python scripts/loadgen_bias.py --runtime docker --replicas 4 --rounds 10
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shutil
 import subprocess
@@ -23,6 +28,7 @@ import psutil
 from scipy import stats
 
 from hscale import loadgen, runtimes, settings
+from hscale.ballast import Ballast
 from hscale.results import new_run_id
 
 
@@ -68,59 +74,93 @@ def run_wrk(url: str, connections: int, seconds: float) -> tuple[float, float]:
     return float(m.group(1)), cpu
 
 
+Row = tuple[float, float, float]  # req/s, load generator cores, replica CPU ms/request
+
+
+def locust_window(rt, a: argparse.Namespace, s, users: int, out: Path, run_id: str) -> Row:
+    plan = loadgen.LocustPlan(a.scenario, rt.endpoint, users, a.warmup + a.seconds)
+    rep: list[float] = []
+
+    def counters() -> dict:
+        rep.append(replica_cpu(rt))
+        return {}
+
+    run = loadgen.run_point(plan, a.warmup, out, run_id, counters, launcher=rt.loadgen_launcher())
+    secs = run.tally["duration_s"]
+    x = (run.tally["requests"] - run.tally["failures"]) / secs
+    lg = run.counters_end["loadgen"].cpu_s - run.counters_start["loadgen"].cpu_s
+    return x, lg / secs, (rep[-1] - rep[0]) / (x * secs) * 1000
+
+
+def wrk_window(rt, a: argparse.Namespace, users: int) -> Row:
+    c0 = replica_cpu(rt)
+    x, cpu = run_wrk(f"{rt.endpoint}/json", users, a.seconds)
+    return x, cpu / a.seconds, (replica_cpu(rt) - c0) / (x * a.seconds) * 1000
+
+
+def log_ratio_ci(pairs: list[tuple[Row, Row]]) -> tuple[float, float, float]:
+    """Mean of log(locust / wrk) over the rounds, as a ratio, with its 95% t interval."""
+    d = [math.log(lc[0] / wr[0]) for wr, lc in pairs]
+    m = mean(d)
+    half = stats.t.ppf(0.975, len(d) - 1) * stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0
+    return math.exp(m), math.exp(m - half), math.exp(m + half)
+
+
 def main() -> None:
     a = parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    s = settings.load({"SWEEP": str(a.replicas), "SCENARIO": a.scenario, "RUNTIME": a.runtime})
+    s = settings.load({"SWEEP": f"1,{a.replicas}", "SCENARIO": a.scenario, "RUNTIME": a.runtime})
     run_id = new_run_id("bias")
     work = Path(tempfile.mkdtemp(prefix="hscale-bias-"))
     rt = runtimes.create(s, run_id, work / "runtime")
     rt.preflight()
-    rows: dict[str, list[tuple[float, float, float]]] = {"wrk": [], "locust": []}
+    ballast = Ballast(run_id, s.replica_cpus, work, s.cpu_period_us)
+    found: dict[int, list[tuple[Row, Row]]] = {}
     try:
-        rt.start(a.replicas)
-        users = s.users_at(a.replicas)
-        run_wrk(f"{rt.endpoint}/json", users, 3)  # warm
-        for r in range(a.rounds):
-            c0 = replica_cpu(rt)
-            x, cpu = run_wrk(f"{rt.endpoint}/json", users, a.seconds)
-            d = (replica_cpu(rt) - c0) / (x * a.seconds) * 1000
-            rows["wrk"].append((x, cpu / a.seconds, d))
-            plan = loadgen.LocustPlan(a.scenario, rt.endpoint, users, a.warmup + a.seconds)
-            rep: dict = {}
-
-            def counters(rep=rep) -> dict:
-                rep.setdefault("c", []).append(replica_cpu(rt))
-                return {}
-
-            run = loadgen.run_point(
-                plan, a.warmup, work / f"r{r}", run_id, counters, launcher=rt.loadgen_launcher()
-            )
-            secs = run.tally["duration_s"]
-            x = (run.tally["requests"] - run.tally["failures"]) / secs
-            lg = run.counters_end["loadgen"].cpu_s - run.counters_start["loadgen"].cpu_s
-            d = (rep["c"][-1] - rep["c"][0]) / (x * secs) * 1000
-            rows["locust"].append((x, lg / secs, d))
-            print(f"round {r + 1}: wrk {rows['wrk'][-1][0]:.0f} req/s, locust {x:.0f} req/s")
+        for n in (1, a.replicas):
+            if n == 1:
+                rt.start(n)
+            else:
+                rt.resize(n)
+            ballast.resize(a.replicas - n)
+            users = s.users_at(n)
+            run_wrk(f"{rt.endpoint}/json", users, 3)  # warm
+            pairs = found.setdefault(n, [])
+            for r in range(a.rounds):
+                out = work / f"n{n}-r{r}"
+                if r % 2 == 0:
+                    wr = wrk_window(rt, a, users)
+                    lc = locust_window(rt, a, s, users, out, run_id)
+                else:
+                    lc = locust_window(rt, a, s, users, out, run_id)
+                    wr = wrk_window(rt, a, users)
+                pairs.append((wr, lc))
+                print(f"N={n} round {r + 1}: wrk {wr[0]:.0f} req/s, locust {lc[0]:.0f} req/s")
     finally:
+        ballast.stop()
         rt.stop()
         shutil.rmtree(work, ignore_errors=True)
-    for name, rs in rows.items():
-        xs = [x for x, _, _ in rs]
+    for n, pairs in found.items():
+        for name, rows in (("wrk", [w for w, _ in pairs]), ("locust", [c for _, c in pairs])):
+            print(
+                f"N={n} {name:6s}: {mean(r[0] for r in rows):7.0f} req/s, load generator "
+                f"{mean(r[1] for r in rows):.2f} cores, replica CPU "
+                f"{mean(r[2] for r in rows):.3f} ms/request"
+            )
+        ratio, lo, hi = log_ratio_ci(pairs)
+        print(f"N={n} hscale / wrk = {ratio:.3f} [{lo:.3f}, {hi:.3f}] over {len(pairs)} rounds")
+    if len(found) == 2:
+        (n1, p1), (n2, p2) = found.items()
+        d1 = [math.log(c[0] / w[0]) for w, c in p1]
+        d2 = [math.log(c[0] / w[0]) for w, c in p2]
+        t = stats.ttest_ind(d2, d1, equal_var=True)
+        half = t.confidence_interval(0.95)
+        m = mean(d2) - mean(d1)
         print(
-            f"{name:6s}: {mean(xs):7.0f} req/s (trials {', '.join(f'{x:.0f}' for x in xs)}), "
-            f"load generator {mean(c for _, c, _ in rs):.2f} cores, "
-            f"replica CPU {mean(d for _, _, d in rs):.3f} ms/request"
+            f"bias in E({n2}) from the load generator: {math.exp(m):.3f} "
+            f"[{math.exp(half.low):.3f}, {math.exp(half.high):.3f}] (hscale E over wrk E)"
         )
-    lx, wx = [x for x, _, _ in rows["locust"]], [x for x, _, _ in rows["wrk"]]
-    ratio = mean(lx) / mean(wx)
-    if len(lx) > 1:
-        t = stats.t.ppf(0.975, 2 * len(lx) - 2)
-        rel = t * (((stdev(lx) / mean(lx)) ** 2 + (stdev(wx) / mean(wx)) ** 2) / len(lx)) ** 0.5
-        print(f"hscale / wrk = {ratio:.3f} (+-{rel:.1%})")
-    else:
-        print(f"hscale / wrk = {ratio:.3f}")
 
 
 if __name__ == "__main__":

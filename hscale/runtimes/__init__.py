@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hscale.runtimes import base
+from hscale import stores
 from hscale.runtimes.base import Runtime
 from hscale.settings import Settings, UsageError
 
@@ -18,10 +18,10 @@ def resolve(name: str) -> str:
 
 def create(settings: Settings, run_id: str, workdir: Path) -> Runtime:
     name = resolve(settings.runtime)
-    if settings.store not in base.SUPPORTED_STORES.get(name, ()):
+    if settings.store not in stores.supported(name):
         raise UsageError(
             f"STORE={settings.store} is not available on the {name} runtime yet "
-            f"(available: {', '.join(base.SUPPORTED_STORES.get(name, ()))})"
+            f"(available: {', '.join(stores.supported(name))})"
         )
     if name == "swarm":
         from hscale.runtimes.swarm import SwarmRuntime

@@ -8,14 +8,6 @@ from typing import Any
 
 from hscale.cgroups import CpuCounters
 
-# The data stores each runtime can start (settings.STORES lists them all). memory starts
-# none: each app process keeps its own dict.
-SUPPORTED_STORES: dict[str, tuple[str, ...]] = {
-    "local": ("redis", "memcached", "postgres", "memory"),
-    "docker": ("redis", "memcached", "postgres", "memory"),
-    "swarm": ("redis", "memcached", "postgres", "memory"),
-}
-
 
 @dataclass(frozen=True)
 class Component:

@@ -8,17 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hscale import stores
 from hscale.settings import UsageError
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 # Debian keeps PostgreSQL's server binaries out of PATH, one directory per major version.
 POSTGRES_BINDIRS = "/usr/lib/postgresql/*/bin"
-INSTALL_HINT = {
-    "nginx": "nginx",
-    "redis-server": "redis-server",
-    "memcached": "memcached",
-    "postgres": "postgresql",
-}
+INSTALL_HINT = {"nginx": "nginx", **stores.install_hints()}
 
 
 def find_binary(name: str) -> str:

@@ -18,7 +18,7 @@ import psutil
 import requests
 from docker.errors import DockerException
 
-from hscale import __version__, cgroups, images, loadgen
+from hscale import __version__, cgroups, images, loadgen, stores
 from hscale.cgroups import CpuCounters
 from hscale.compose import Compose, command
 from hscale.procs import StartupError, cpu_seconds, port_in_use
@@ -29,18 +29,10 @@ from hscale.settings import Settings, UsageError
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 SAMPLE_S = 0.5
-# docker-compose.yml's service for each STORE (memory: none, each app process keeps its
-# own), and the command that prints the version of what runs in it.
-STORE_SERVICES = {"redis": "redis", "memcached": "memcached", "postgres": "postgres"}
-STORE_VERSION = {
-    "redis": ["redis-server", "--version"],
-    "memcached": ["memcached", "-V"],
-    "postgres": ["postgres", "--version"],
-}
-# The app's command that creates the store's schema (idempotent), run once before replicas;
-# --wait covers a store that passed its healthcheck a moment before it accepts the role.
+# The app's command that creates the store's schema (idempotent), run once before replicas
+# of a store whose entry (hscale/stores.py) needs it; --wait covers a store that passed
+# its healthcheck a moment before it accepts the role.
 INIT_STORE = ("python", "-m", "refapp.init_store", "--wait", "30")
-STORES_NEEDING_INIT = ("postgres",)
 
 
 def engine() -> docker.DockerClient:
@@ -72,7 +64,8 @@ class DockerRuntime(Runtime):
         self.project = "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
         self.password = secrets.token_hex(16)  # per run; never written to disk
         self.postgres_password = secrets.token_hex(16)  # likewise
-        self.store_service = STORE_SERVICES.get(settings.store)
+        self.store_entry = stores.STORES[settings.store]
+        self.store_service = self.store_entry.service  # None: memory, no server
         self.extra_env: dict[str, str] = {}
         self.client: docker.DockerClient | None = None
         self._started = False
@@ -183,7 +176,7 @@ class DockerRuntime(Runtime):
         self.log(f"store: starting {self.store_service}")
         self.compose().run("up", "-d", self.store_service)
         self._wait_healthy(self.store_service)
-        if self.s.store in STORES_NEEDING_INIT:
+        if self.store_entry.needs_init:
             self.log(f"store: {' '.join(INIT_STORE)}")
             self.compose().run("run", "--rm", "--no-deps", "-T", "app", *INIT_STORE)
 
@@ -289,7 +282,7 @@ class DockerRuntime(Runtime):
                 "images_path": "registry-less (Debian base)" if offline else "registry",
                 "base_image": images.base_tag() if offline else None,
                 "store": self._store_details(),
-                "init_store": " ".join(INIT_STORE) if self.s.store in STORES_NEEDING_INIT else None,
+                "init_store": " ".join(INIT_STORE) if self.store_entry.needs_init else None,
                 "replica_memory": self.s.replica_memory,
                 "cfs_period_us": self.s.cpu_period_us,
                 "gunicorn": {
@@ -344,7 +337,7 @@ class DockerRuntime(Runtime):
         if not found:
             return None
         try:
-            code, out = found[0].exec_run(STORE_VERSION[self.s.store])
+            code, out = found[0].exec_run(list(self.store_entry.version_cmd))
         except (DockerException, requests.RequestException):
             return None
         lines = out.decode(errors="replace").strip().splitlines()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hscale import stores
 from hscale.procs import ManagedProcess, StartupError, child_env, wait_tcp
 from hscale.runtimes.binaries import find_binary, sibling, version
 from hscale.settings import Settings, UsageError
@@ -342,13 +343,6 @@ def _ask(port: int, request: bytes) -> bytes:
         return b""
 
 
-STORES: dict[str, type[LocalStore]] = {
-    "redis": RedisStore,
-    "memcached": MemcachedStore,
-    "postgres": PostgresStore,
-    "memory": MemoryStore,
-}
-
-
 def create(run: StoreRun) -> LocalStore:
-    return STORES[run.settings.store](run)
+    """The local server of STORE, as its registry entry (hscale/stores.py) names it."""
+    return stores.STORES[run.settings.store].local_class()(run)

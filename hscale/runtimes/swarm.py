@@ -11,7 +11,7 @@ from hscale import __version__, images, paths
 from hscale.compose import COMPOSE_FILE
 from hscale.procs import StartupError
 from hscale.runtimes.base import RuntimeInfo
-from hscale.runtimes.docker import INIT_STORE, STORES_NEEDING_INIT, DockerRuntime, engine
+from hscale.runtimes.docker import INIT_STORE, DockerRuntime, engine
 from hscale.settings import UsageError
 from hscale.stackfile import stack_file
 
@@ -70,7 +70,7 @@ class SwarmRuntime(DockerRuntime):
             if time.monotonic() > deadline:
                 raise StartupError(f"swarm: no running {self.store_service} task after 90 s")
             time.sleep(0.5)
-        if self.s.store not in STORES_NEEDING_INIT:
+        if not self.store_entry.needs_init:
             return
         dsn = f"postgresql://hscale:{self.postgres_password}@postgres:5432/hscale"
         env = {"APP_STORE": self.s.store, "APP_POSTGRES_DSN": dsn}

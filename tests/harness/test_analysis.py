@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 import base64
 import random
 
+import hscale_tally
 import pytest
 from hdrh.histogram import HdrHistogram
-from hscale_testkit import ROOT
 
 from analysis import aggregate, components, latency, scaling, validity
 from hscale import settings
 from hscale.cgroups import CpuCounters
-from hscale.sweep import oversubscription
+from hscale.trial import oversubscription
 
 # -- scaling -----------------------------------------------------------------------------
 
@@ -174,15 +173,8 @@ def test_oversubscription_reason_from_settings():
 
 
 def listener_histogram_args() -> tuple[int, int, int]:
-    """(lowest, highest, significant digits) exactly as loadtests/hscale_listener.py has
-    them, read from its source (importing it would import Locust and monkey-patch)."""
-    tree = ast.parse((ROOT / "loadtests" / "hscale_listener.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
-            names = [t.id for t in node.targets[0].elts]
-            if names == ["LOWEST_US", "HIGHEST_US", "SIG_DIGITS"]:
-                return ast.literal_eval(node.value)
-    raise AssertionError("hscale_listener.py no longer defines LOWEST_US, HIGHEST_US, SIG_DIGITS")
+    """(lowest, highest, significant digits) exactly as the listener's tally has them."""
+    return hscale_tally.LOWEST_US, hscale_tally.HIGHEST_US, hscale_tally.SIG_DIGITS
 
 
 def encoded(ms_values: list[float]) -> str:

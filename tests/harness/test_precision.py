@@ -11,7 +11,7 @@ from scipy import stats
 from analysis import advice, latency, precision, verdict
 from analysis.analyze import analyze
 from hscale import settings
-from hscale.sweep import extra_trials, precision_status, wanted_trials
+from hscale.schedule import extra_trials, precision_status, wanted_trials
 
 
 def trials_with_speed(noise: float, beta: float = 1.0, seed: int = 1) -> list[dict]:

@@ -14,7 +14,16 @@ from hscale.results import SCHEMA_VERSION, RunDir, load_summary, new_run_id, wri
 
 
 def summary(run_id: str, status: str = "running", **extra) -> dict:
-    return {"run_id": run_id, "status": status, "points": [], **extra}
+    """The least a valid run record holds (analysis/record.py)."""
+    return {"run_id": run_id, "status": status, "trials": [], "points": [], **extra}
+
+
+def point(n: int, **extra) -> dict:
+    """A point with the fields a run record requires of one."""
+    return {
+        "replicas": n, "trials": 1, "throughput_rps": 1.0, "throughput_trials": [1.0],
+        "latency_ms": {}, "valid": True, "notes": [], **extra,
+    }  # fmt: skip
 
 
 def test_run_dir_layout(tmp_path):
@@ -52,12 +61,12 @@ def test_run_ids_are_unique_and_time_sortable():
 
 def test_write_summary_adds_schema_version_first(tmp_path):
     rd = RunDir(tmp_path, "run-a")
-    rd.write_summary(summary("run-a", "complete", points=[{"replicas": 1}]))
+    rd.write_summary(summary("run-a", "complete", points=[point(1)]))
     raw = (rd.path / "summary.json").read_text()
     data = json.loads(raw)
     assert data["schema_version"] == SCHEMA_VERSION == 2
     assert next(iter(data)) == "schema_version"
-    assert data["points"] == [{"replicas": 1}]
+    assert data["points"] == [point(1)]
     assert load_summary(rd.path) == data
     assert [p.name for p in rd.path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
@@ -96,7 +105,7 @@ def test_write_summary_is_atomic_for_a_concurrent_reader(tmp_path):
     thread.start()
     try:
         for i in range(300):
-            points = [{"replicas": n, "pad": "x" * 2000, "i": i} for n in range(1, 30)]
+            points = [point(n, pad="x" * 2000, i=i) for n in range(1, 30)]
             rd.write_summary(summary("run-a", points=points))
     finally:
         stop.set()

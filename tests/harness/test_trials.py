@@ -11,7 +11,7 @@ from scipy import stats
 
 from analysis import aggregate, latency, validity
 from hscale import settings
-from hscale.sweep import more_loadgen_workers, needs_more_trials, trial_order
+from hscale.schedule import more_loadgen_workers, needs_more_trials, trial_order
 
 # -- planning ------------------------------------------------------------------------------
 

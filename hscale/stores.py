@@ -1,0 +1,89 @@
+"""The data stores: one entry each, holding everything about a store that differs.
+
+A store also needs a backend in the app (app/refapp/stores/, keyed by the same name; a
+test checks the two lists agree) and, for the local runtime, a server class
+(hscale/runtimes/local_stores.py, named here as "module:Class" so this module imports
+nothing heavy). Adding a store: its entry here, its app backend, its tests. Nothing else
+names stores: settings, the runtimes, the compose-to-stack translation, the install hints
+and `make compare` all read this table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+RUNTIMES = ("local", "docker", "swarm")
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str
+    what: str  # one line for `hscale knobs` and errors
+    local: str  # "module:Class" of its local-runtime server (runtimes/local_stores.py)
+    service: str | None = None  # docker-compose.yml service (and profile) that runs it
+    version_cmd: tuple[str, ...] = ()  # prints its version inside that service's container
+    needs_init: bool = False  # the app's init_store creates its schema before replicas start
+    package: str | None = None  # the Debian package of its local server binaries
+    binaries: tuple[str, ...] = ()  # those binaries
+    runtimes: tuple[str, ...] = RUNTIMES  # the runtimes that can start it
+
+    def local_class(self) -> type:
+        module, _, cls = self.local.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+_LOCAL = "hscale.runtimes.local_stores"
+STORES: dict[str, Store] = {
+    s.name: s
+    for s in (
+        Store(
+            "redis",
+            "one Redis server, shared by every replica",
+            f"{_LOCAL}:RedisStore",
+            service="redis",
+            version_cmd=("redis-server", "--version"),
+            package="redis-server",
+            binaries=("redis-server",),
+        ),
+        Store(
+            "memcached",
+            "one memcached server; the counter and sessions use CAS",
+            f"{_LOCAL}:MemcachedStore",
+            service="memcached",
+            version_cmd=("memcached", "-V"),
+            package="memcached",
+            binaries=("memcached",),
+        ),
+        Store(
+            "postgres",
+            "one PostgreSQL server; the schema is created before the replicas",
+            f"{_LOCAL}:PostgresStore",
+            service="postgres",
+            version_cmd=("postgres", "--version"),
+            needs_init=True,
+            package="postgresql",
+            binaries=("postgres",),
+        ),
+        Store(
+            "memory",
+            "no server: each app process keeps its own dict (the anti-pattern)",
+            f"{_LOCAL}:MemoryStore",
+        ),
+    )  # fmt: skip
+}
+
+
+def supported(runtime: str) -> tuple[str, ...]:
+    """The stores a runtime can start."""
+    return tuple(name for name, s in STORES.items() if runtime in s.runtimes)
+
+
+def services() -> tuple[str, ...]:
+    """docker-compose.yml's store services."""
+    return tuple(s.service for s in STORES.values() if s.service)
+
+
+def install_hints() -> dict[str, str]:
+    """binary -> the Debian package that has it, for every store's local server."""
+    return {b: s.package for s in STORES.values() if s.package for b in s.binaries}
