@@ -67,10 +67,11 @@ knobs: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-.PHONY: lint ## ruff check and format check
+.PHONY: lint ## ruff check, format check and mypy (hscale/, analysis/)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 .PHONY: clean ## remove the venv and caches (results/ is kept)
 clean:

@@ -222,7 +222,7 @@ def with_scaling(rows: list[dict], fitted: int = 0) -> list[dict]:
                 "speedup_ci": None if ci is None else [round(ci[0] * n, 3), round(ci[1] * n, 3)],
                 "efficiency": None if e is None else round(e, 3),
                 "efficiency_ci": None if ci is None else [round(ci[0], 3), round(ci[1], 3)],
-                "karp_flatt": None if kf[key] is None else round(kf[key], 4),
+                "karp_flatt": None if (k_f := kf[key]) is None else round(k_f, 4),
                 "warnings": p["warnings"] + scaling.efficiency_notes(e),
             }
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import typing
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -337,7 +338,7 @@ def analyze(
         "fit_on": fit_on,
         "noise": _noise(by_n, fitted),
     }
-    analysis = _clean(analysis)
+    analysis = typing.cast(dict, _clean(analysis))
     analysis["verdict"] = verdict(analysis, list(points) if points else None)
     return analysis
 

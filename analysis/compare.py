@@ -215,8 +215,8 @@ def _scaling(run: Mapping) -> str:
         )
     elif pts and all(p["store_cpu"] is None for p in pts):
         text += " with no store process of its own"
-    top = pts[-1] if pts else None
-    b = (top or {}).get("bottleneck")
+    top = pts[-1] if pts else {}
+    b = top.get("bottleneck")
     if b:
         where = _of_budget(b.get("util_of_budget"), b.get("budget_cpus"), b.get("budget_assumed"))
         text += f"; its bottleneck at N = {top['n']} is {b['component']} at {where}"
@@ -256,13 +256,14 @@ def ranking(data: Mapping) -> dict:
         text = "No N was measured by every run, so they are not ranked."
         return {"n": None, "order": [], "fastest": None, "winner": None, "text": text}
     n = max(common)
-    ranked = sorted(runs, key=lambda r: -_point(r, n)["throughput_rps"])
+    at_n = {r["label"]: _point(r, n) or {} for r in runs}  # every run has n: it is common
+    ranked = sorted(runs, key=lambda r: -at_n[r["label"]]["throughput_rps"])
     ok = {r["label"]: report.consistency_ok(r.get("consistency")) for r in ranked}
     problems = {r["label"]: (r.get("consistency") or {}).get("problems") or [] for r in ranked}
     fastest = ranked[0]["label"]
     winner = next((r["label"] for r in ranked if ok[r["label"]] is not False), None)
     order = ", ".join(
-        f"{i}. {r['label']} {report.num(_point(r, n)['throughput_rps'])} req/s"
+        f"{i}. {r['label']} {report.num(at_n[r['label']]['throughput_rps'])} req/s"
         for i, r in enumerate(ranked, start=1)
     )
     out = [f"At N = {n}, the largest N every run measured: {order}."]
@@ -378,7 +379,9 @@ def consistency_rows(data: Mapping) -> list[dict[str, Any]]:
             {
                 "label": r["label"],
                 "consistent": ok,
-                "state": {True: "consistent", False: "not consistent"}.get(ok, "not checked"),
+                "state": (
+                    "not checked" if ok is None else ("consistent" if ok else "not consistent")
+                ),
                 "verdict": report.consistency_line(c),
             }
         )

@@ -9,10 +9,14 @@ from typing import Protocol
 class CpuCounters(Protocol):
     """Cumulative CPU counters of one component (hscale.cgroups.CpuCounters has these)."""
 
-    cpu_s: float
-    nr_periods: int
-    nr_throttled: int
-    throttled_s: float
+    @property
+    def cpu_s(self) -> float: ...
+    @property
+    def nr_periods(self) -> int: ...
+    @property
+    def nr_throttled(self) -> int: ...
+    @property
+    def throttled_s(self) -> float: ...
 
 
 def cpu_usage(

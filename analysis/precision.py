@@ -79,7 +79,7 @@ def control_variate(
     half = _t(df, confidence) * se
     beta_used = min(max(beta, BETA_BOUNDS[0]), BETA_BOUNDS[1])
     ref = float(np.exp(ls.mean()))
-    adjusted = [x * (ref / s) ** beta_used for x, s in zip(raw, speeds, strict=True)]
+    adjusted = [x * (ref / float(s or 1)) ** beta_used for x, s in zip(raw, speeds, strict=True)]
     cv_adj = pooled_cv(_by_n(trials, adjusted), fitted=1)
     out.update(
         used=True,
@@ -181,6 +181,7 @@ def describe(summary: Mapping) -> list[str]:
     loadgen = [(n, c) for n, c in loadgen if c and c.get("cpu_cores") is not None]
     if len(loadgen) >= 2:
         (n0, c0), (n1, c1) = loadgen[0], loadgen[-1]
+        c0, c1 = c0 or {}, c1 or {}  # not None: filtered above
         out.append(
             f"load generator: {c0['cpu_cores']:.2f} cores at N = {n0}, {c1['cpu_cores']:.2f} "
             f"at N = {n1} ({c1.get('demand_ms') or 0:.3f} ms per request), not taken out "

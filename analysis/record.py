@@ -9,7 +9,6 @@ what was wrong, before any reader touches it. Fields that older runs lack are No
 readers use .get() for those.
 """
 
-
 import json
 import types
 import typing
@@ -120,7 +119,7 @@ class SummaryV1(TypedDict):
     points: list[PointV1]
 
 
-_EXTRA = {Analysis: {"lambda": float}}
+_EXTRA: dict[object, dict[str, object]] = {Analysis: {"lambda": float}}
 
 
 def _name(tp: object) -> str:
@@ -170,8 +169,9 @@ def check(value: object, tp: object, where: str) -> None:
         return None
     if isinstance(tp, type) and typing.is_typeddict(tp):
         assert isinstance(value, dict)
-        hints = {**typing.get_type_hints(tp), **_EXTRA.get(tp, {})}  # type: ignore[call-overload]
-        for key in sorted(tp.__required_keys__ | set(_EXTRA.get(tp, {}))):
+        extra = _EXTRA.get(tp, {})
+        hints = {**typing.get_type_hints(tp), **extra}
+        for key in sorted(typing.cast(Any, tp).__required_keys__ | set(extra)):
             if key not in value:
                 raise RecordError(f"{where} has no {key!r}")
         for key, hint in hints.items():

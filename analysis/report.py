@@ -337,7 +337,7 @@ def consistency_table(summary: Mapping) -> tuple[list[str], list[dict[str, Any]]
         cells = [
             str(t["replicas"]),
             str(t["trial"]),
-            {True: "yes", False: "no"}.get(ok, "not checked"),
+            "not checked" if ok is None else ("yes" if ok else "no"),
         ]
         if counter:
             c = j.get("counter")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -20,7 +21,7 @@ SEED = 0
 
 
 def _bootstrap(
-    samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], confidence: float
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., Any], confidence: float
 ) -> tuple[float, float] | None:
     """CI by BCa, else by percentile; None if neither gives finite bounds."""
     for method in ("BCa", "percentile"):

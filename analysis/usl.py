@@ -151,7 +151,7 @@ class UslFit:
         return self.models[self.model]
 
 
-def _params(name: str, values: Sequence[float]) -> dict[str, float]:
+def _params(name: str, values: Sequence[float] | np.ndarray) -> dict[str, float]:
     p = {"lambda": 0.0, "sigma": 0.0, "kappa": 0.0}
     p.update(zip(FREE[name], (float(v) for v in values), strict=True))
     return p
@@ -161,7 +161,7 @@ def _least_squares(
     name: str,
     n: np.ndarray,
     x: np.ndarray,
-    starts: Sequence[Sequence[float]],
+    starts: Sequence[Sequence[float] | np.ndarray],
     tol: float = 1e-14,
 ) -> optimize.OptimizeResult:
     """Best of a few bounded trust-region fits (the USL surface can have shallow valleys)."""
@@ -236,7 +236,7 @@ def _fit_model(
 ) -> ModelFit:
     lam0 = _lambda_start(n, x)
     kappa_scale = 1.0 / max(float(n.max()), 2.0) ** 2
-    starts = [
+    starts: list[tuple[float, ...]] = [
         (lam0, s0, k0) for s0 in (0.02, 0.3) for k0 in (1e-3 * kappa_scale, 0.1 * kappa_scale)
     ]
     if name != "usl":  # kappa does not vary: drop duplicate starts
@@ -265,7 +265,8 @@ def _fit_model(
     if dof > 0 and cov is not None and not bound.any():
         t = float(stats.t.ppf(0.5 + confidence / 2, dof))
         for key in names:
-            lo, hi = p[key] - t * se[key], p[key] + t * se[key]
+            half = t * (se[key] or 0.0)  # not None: cov is
+            lo, hi = p[key] - half, p[key] + half
             ci[key] = (max(lo, 0.0), min(hi, UPPER[key]))  # the parameter space is bounded
         method = "t"
     elif dof > 0 and identifiable and bootstrap:

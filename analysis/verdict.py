@@ -108,8 +108,9 @@ def _calls_part(analysis: dict) -> str:
 
     said: dict[str, list[int]] = {"linear": [], "on the line": [], "sublinear": [], "undecided": []}
     for n in sorted((int(n) for n in calls), key=int)[1:]:
-        if (k is None or n > k) and calls[str(n)] in said:
-            said[calls[str(n)]].append(n)
+        call = calls[str(n)]
+        if (k is None or n > k) and call is not None and call in said:
+            said[call].append(n)
     parts = []
     if said["linear"]:  # past an N that is not: linear_up_to stops there
         parts.append(f"Linear with 95% confidence beyond that: {_listed(said['linear'])}.")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from analysis.record import OLDEST_ANALYZABLE, RecordError, read_manifest, read_summary
 from hscale import paths, runtimes, settings
@@ -17,7 +18,7 @@ EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         print(f"hscale: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 

@@ -341,7 +341,11 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
     Raises UsageError with a one-line message on any bad value.
     """
     raw = {k.name: (values.get(k.name) or "").strip() or k.default for k in KNOBS}
-    parsed = {k.name: (k.parse(raw[k.name]) if raw[k.name] is not None else None) for k in KNOBS}
+    # Each knob's parser gives its own type: Settings' fields say which.
+    parsed: dict[str, Any] = {}
+    for k in KNOBS:
+        value = raw[k.name]
+        parsed[k.name] = k.parse(value) if value is not None else None
     sweep = parsed["SWEEP"] or tuple(range(1, parsed["REPLICAS"] + 1))
     cpus = host_cpus or os.cpu_count() or 1
     replica_cpus = parsed["REPLICA_CPUS"]

@@ -21,7 +21,8 @@ class Store:
     name: str
     what: str  # one line for `hscale knobs` and errors
     local: str  # "module:Class" of its local-runtime server (runtimes/local_stores.py)
-    service: str | None = None  # docker-compose.yml service (and profile) that runs it
+    service: str | None = None  # docker-compose.yml service that runs it
+    profile: str | None = None  # the compose profile that service is under (None: default)
     version_cmd: tuple[str, ...] = ()  # prints its version inside that service's container
     needs_init: bool = False  # the app's init_store creates its schema before replicas start
     package: str | None = None  # the Debian package of its local server binaries
@@ -51,6 +52,7 @@ STORES: dict[str, Store] = {
             "one memcached server; the counter and sessions use CAS",
             f"{_LOCAL}:MemcachedStore",
             service="memcached",
+            profile="memcached",
             version_cmd=("memcached", "-V"),
             package="memcached",
             binaries=("memcached",),
@@ -60,6 +62,7 @@ STORES: dict[str, Store] = {
             "one PostgreSQL server; the schema is created before the replicas",
             f"{_LOCAL}:PostgresStore",
             service="postgres",
+            profile="postgres",
             version_cmd=("postgres", "--version"),
             needs_init=True,
             package="postgresql",

@@ -370,7 +370,9 @@ def run_sweep(
 
 def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     info = runtime.info()
-    binaries = {k: info.details[k] for k in ("nginx", "redis_server") if k in info.details}
+    binaries: dict[str, str] = {
+        k: info.details[k] for k in ("nginx", "redis_server") if k in info.details
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": rd.run_id,

@@ -121,9 +121,9 @@ class DockerRuntime(Runtime):
 
     def compose(self) -> Compose:
         # The loadgen profile only when asked for: its image takes a while to build.
-        profiles = ("loadgen",) if self.s.loadgen_workers else ()
-        if self.s.store in ("memcached", "postgres"):  # redis has no profile: the default
-            profiles += (self.s.store,)
+        profiles: tuple[str, ...] = ("loadgen",) if self.s.loadgen_workers else ()
+        if self.store_entry.profile:  # redis has none: it is the default
+            profiles += (self.store_entry.profile,)
         return Compose(self.project, self.env(), profiles)
 
     def loadgen_launcher(self):
@@ -331,7 +331,7 @@ class DockerRuntime(Runtime):
 
     def _store_version(self) -> str | None:
         """Asked of the running store container (None before it starts)."""
-        if self.client is None or not self._started:
+        if self.client is None or not self._started or self.store_service is None:
             return None
         found = self._containers(self.store_service)
         if not found:

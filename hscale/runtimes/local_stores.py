@@ -54,6 +54,13 @@ class LocalStore:
     def __init__(self, run: StoreRun) -> None:
         self.run = run
         self.binary: str | None = None  # found by preflight()
+
+    @property
+    def exe(self) -> str:
+        """The server binary; preflight() has found it before anything starts."""
+        if self.binary is None:
+            raise StartupError(f"{type(self).__name__}: preflight() did not run")
+        return self.binary
         self.process: ManagedProcess | None = None
 
     def preflight(self) -> None:
@@ -111,7 +118,7 @@ class RedisStore(LocalStore):
         (self.run.tmp / "redis").mkdir(exist_ok=True)
         # No persistence: the data lives for one run.
         return [
-            *(self.binary, "--port", str(self.run.port), "--bind", "127.0.0.1"),
+            *(self.exe, "--port", str(self.run.port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", "no", "--daemonize", "no"),
             *("--dir", str(self.run.tmp / "redis")),
         ]
@@ -127,7 +134,7 @@ class RedisStore(LocalStore):
         return {
             "name": self.name,
             "binary": self.binary,
-            "version": version([self.binary, "--version"]),
+            "version": version([self.exe, "--version"]),
             "persistence": "none",
         }
 
@@ -149,7 +156,7 @@ class MemcachedStore(LocalStore):
         return flags + (["-u", "nobody"] if os.geteuid() == 0 else [])
 
     def start(self) -> None:
-        self.process = self.run.spawn("store", [self.binary, *self.flags()])
+        self.process = self.run.spawn("store", [self.exe, *self.flags()])
         self._wait(lambda: _ask(self.run.port, b"version\r\n").startswith(b"VERSION "), "version")
 
     def app_env(self) -> dict[str, str]:
@@ -159,7 +166,7 @@ class MemcachedStore(LocalStore):
         return {
             "name": self.name,
             "binary": self.binary,
-            "version": version([self.binary, "-V"]),
+            "version": version([self.exe, "-V"]),
             "flags": self.flags(),
             "auth": "none (ASCII protocol; loopback only)",
         }
@@ -236,13 +243,13 @@ class PostgresStore(LocalStore):
             f"CREATE ROLE {self.ROLE} LOGIN PASSWORD '{self.password}';\n"
             f"CREATE DATABASE {self.DATABASE} OWNER {self.ROLE};\n"
         )
-        single = [self.binary, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
+        single = [self.exe, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
         self._setup(single, log, stdin=sql)
         (data / "pg_hba.conf").write_text(
             f"# hscale: one role, one database, loopback TCP, the run's password.\n"
             f"host {self.DATABASE} {self.ROLE} 127.0.0.1/32 scram-sha-256\n"
         )
-        argv = [self.binary, "-D", str(data), "-p", str(self.run.port), "-k", str(self.home)]
+        argv = [self.exe, "-D", str(data), "-p", str(self.run.port), "-k", str(self.home)]
         argv += ["-c", "listen_addresses=127.0.0.1"]
         for key, value in self.settings().items():
             argv += ["-c", f"{key}={value}"]
@@ -257,7 +264,7 @@ class PostgresStore(LocalStore):
         return {
             "name": self.name,
             "binary": self.binary,
-            "version": version([self.binary, "--version"]),
+            "version": version([self.exe, "--version"]),
             "os_user": self.OS_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())[0],
             "settings": self.settings(),
             "auth": "scram-sha-256, role hscale, password generated per run, 127.0.0.1 only",
