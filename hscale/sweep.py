@@ -50,8 +50,10 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Interrupted inside, as Ctrl-C raises KeyboardInterrupt."""
+    """SIGTERM and SIGHUP raise Interrupted inside, and Ctrl-C KeyboardInterrupt even where
+    the parent left SIGINT ignored (a job a non-interactive shell started with `&`)."""
     old = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hscale import cgroups, paths
+from hscale import cgroups, paths, stores
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.procs import (
     ManagedProcess,
@@ -48,6 +48,7 @@ class LocalRuntime(Runtime):
         self.mode, self.reason = cgroups.detect()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"hscale-{run_id}-"))
         self.replica_list: list[Replica] = []
+        self.store_entry = stores.STORES[settings.store]
         self.store = local_stores.create(
             local_stores.StoreRun(
                 settings, run_id, self.tmp, self.workdir / "logs", lambda n, a: self._spawn(n, a)
@@ -130,7 +131,9 @@ class LocalRuntime(Runtime):
                 "nginx": self.nginx_bin,
                 **({"redis_server": store["binary"]} if self.s.store == "redis" else {}),
                 "store": store,
-                "init_store": " ".join(["python", *INIT_STORE]) if self.store.needs_init else None,
+                "init_store": " ".join(["python", *INIT_STORE])
+                if self.store_entry.needs_init
+                else None,
                 "gunicorn": {
                     "workers": self.s.workers,
                     "worker_class": self.s.worker_class,
@@ -181,7 +184,7 @@ class LocalRuntime(Runtime):
 
     def _start_store(self) -> None:
         self.store.start()
-        if self.store.needs_init:
+        if self.store_entry.needs_init:
             self._init_store()
 
     def _init_store(self) -> None:

@@ -49,11 +49,11 @@ class LocalStore:
 
     name = ""
     uses_port = False
-    needs_init = False  # the app's init-store command must run once before the replicas
 
     def __init__(self, run: StoreRun) -> None:
         self.run = run
         self.binary: str | None = None  # found by preflight()
+        self.process: ManagedProcess | None = None
 
     @property
     def exe(self) -> str:
@@ -61,7 +61,6 @@ class LocalStore:
         if self.binary is None:
             raise StartupError(f"{type(self).__name__}: preflight() did not run")
         return self.binary
-        self.process: ManagedProcess | None = None
 
     def preflight(self) -> None:
         """Find binaries and users (raises UsageError)."""
@@ -202,7 +201,6 @@ class PostgresStore(LocalStore):
 
     name = "postgres"
     uses_port = True
-    needs_init = True
     ROLE = DATABASE = "hscale"
     OS_USER = "postgres"
 

@@ -73,7 +73,7 @@ class Bench:
 def start_bench(tmp_path) -> Iterator:
     started: list[Bench] = []
 
-    def start(sweep: str = "1 2 3", duration: str = "6") -> Bench:
+    def start(sweep: str = "1 2 3", duration: str = "6", sigint_ignored: bool = False) -> Bench:
         results, tmpdir, log = tmp_path / "results", tmp_path / "tmp", tmp_path / "hscale.log"
         ports = Ports(max(int(n) for n in sweep.split()))
         argv = [
@@ -103,6 +103,10 @@ def start_bench(tmp_path) -> Iterator:
                 env=hscale_env(tmpdir),
                 cwd=ROOT,
                 start_new_session=True,  # its own group, as a shell job would be
+                # `cmd &` in a non-interactive shell starts cmd with SIGINT ignored
+                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                if sigint_ignored
+                else None,
             )
         bench = Bench(popen, results, tmpdir, log)
         started.append(bench)
@@ -166,6 +170,14 @@ def test_interrupt_after_first_point(start_bench, sig):
     bench.signal_group(sig)
     assert_clean_interrupt(bench, points=1, cause=signal.Signals(sig).name)
     assert (bench.run_path() / "throughput.png").is_file()  # drawn from the kept point
+
+
+def test_ctrl_c_interrupts_even_a_job_started_with_sigint_ignored(start_bench):
+    """A script's `hscale bench &` inherits SIGINT ignored; Ctrl-C must still stop it."""
+    bench = start_bench(sigint_ignored=True)
+    bench.wait_until(lambda: finished_points(bench) >= 1, "the first point to finish")
+    bench.signal_group(signal.SIGINT)
+    assert_clean_interrupt(bench, points=1, cause="SIGINT")
 
 
 def test_sighup_before_any_point_finished(start_bench):
