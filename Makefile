@@ -75,4 +75,4 @@ lint: setup
 
 .PHONY: clean ## remove the venv and caches (results/ is kept)
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

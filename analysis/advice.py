@@ -17,8 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from analysis import precision
-from analysis.verdict import EQUIVALENCE_MARGIN, LINEAR_EFFICIENCY, calls_of, equivalence_band
+from hscale.analysis import precision
+from hscale.analysis.verdict import (
+    EQUIVALENCE_MARGIN,
+    LINEAR_EFFICIENCY,
+    calls_of,
+    equivalence_band,
+)
 
 
 def undecided(analysis: dict) -> list[int]:

@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from statistics import mean
 
-from analysis import latency, precision, scaling, stats
-from analysis.analyze import efficiency_by_n, trial_throughput
+from hscale.analysis import latency, precision, scaling, stats
+from hscale.analysis.analyze import efficiency_by_n, trial_throughput
 
 # Components with no CPU quota of their own are judged against one core: the store
 # (Redis) and nginx (worker_processes 1) each run their work on one thread.

@@ -21,9 +21,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-
-from analysis import precision, usl
-from analysis.verdict import LINEAR_EFFICIENCY, efficiency_call, verdict
+from hscale.analysis import precision, usl
+from hscale.analysis.verdict import LINEAR_EFFICIENCY, efficiency_call, verdict
 
 Measurement = tuple[int, int, float]  # (n replicas, trial, throughput req/s)
 CONFIDENCE = 0.95  # the verdict's wording assumes it

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hscale.analysis import plot, report, stats
+from hscale.analysis.record import RecordError, read_manifest, read_summary
 from matplotlib import ticker
 from matplotlib.figure import Figure
-
-from analysis import plot, report, stats
-from analysis.record import RecordError, read_manifest, read_summary
 
 SCHEMA_VERSION = 1  # of compare.json; fields are only added within a version
 MISSING = report.MISSING

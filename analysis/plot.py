@@ -6,9 +6,8 @@ import io
 from collections.abc import Mapping
 from pathlib import Path
 
+from hscale.analysis import figures
 from matplotlib.figure import Figure
-
-from analysis import figures
 
 # No creation date in the SVG, so redrawing the same run gives the same file.
 METADATA = {"png": {}, "svg": {"Date": None}}

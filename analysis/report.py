@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-
-from analysis import consistency, figures, plot, precision
-from analysis.record import read_manifest, read_summary
-from analysis.verdict import verdict_efficiency
+from hscale.analysis import consistency, figures, plot, precision
+from hscale.analysis.record import read_manifest, read_summary
+from hscale.analysis.verdict import verdict_efficiency
 
 TEMPLATES = Path(__file__).parent / "templates"
 CAPTIONS = {

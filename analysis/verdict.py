@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from analysis.scaling import SUPERLINEAR
-from analysis.usl import ALPHA
+from hscale.analysis.scaling import SUPERLINEAR
+from hscale.analysis.usl import ALPHA
 
 LINEAR_EFFICIENCY = 0.9
 # An E(N) whose whole 95% interval lies within LINEAR_EFFICIENCY +- this is "on the line":

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from analysis.record import OLDEST_ANALYZABLE, RecordError, read_manifest, read_summary
 from hscale import paths, runtimes, settings
+from hscale.analysis.record import OLDEST_ANALYZABLE, RecordError, read_manifest, read_summary
 from hscale.console import console, err_console, print_summary, sweep_progress
 from hscale.procs import StartupError
 from hscale.results import RunDir, load_summary, new_run_id
@@ -120,7 +120,7 @@ def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from hscale.analysis.report import write_report
     from hscale.sweep import OVERHEAD_S, run_sweep
 
     s = settings.load(knob_values(args))
@@ -175,8 +175,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_stores(args: argparse.Namespace) -> int:
-    from analysis.compare import comparison, load_runs, ratio_table, write_files
-    from analysis.report import write_report
+    from hscale.analysis.compare import comparison, load_runs, ratio_table, write_files
+    from hscale.analysis.report import write_report
     from hscale.compare_stores import parse_stores, run_compare, sub_runs
     from hscale.sweep import OVERHEAD_S
 
@@ -236,7 +236,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from analysis.plot import throughput_plot
+    from hscale.analysis.plot import throughput_plot
 
     path = _run_path(args.run)
     summary = _load_summary(path)
@@ -245,7 +245,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from hscale.analysis.report import write_report
 
     path = _run_path(args.run)
     _load_summary(path)  # another schema_version is a usage error, not a traceback
@@ -254,7 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis import compare
+    from hscale.analysis import compare
 
     if len(args.runs) < 2:
         raise settings.UsageError(f"compare needs at least 2 runs, got {len(args.runs)}")
@@ -281,7 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _measurements(path: Path) -> tuple[list, str, list | None, int]:
     """(measurements, what they are, points, parameters fitted beyond the N means) of a
     run directory (summary.json schema 1 or 2) or a CSV."""
-    from analysis.analyze import fit_input, fitted_params, measurements_from_csv
+    from hscale.analysis.analyze import fit_input, fitted_params, measurements_from_csv
 
     if path.is_dir():
         try:
@@ -298,7 +298,7 @@ def _measurements(path: Path) -> tuple[list, str, list | None, int]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analysis.analyze import analyze, render_text
+    from hscale.analysis.analyze import analyze, render_text
 
     measurements, fit_on, points, fitted = _measurements(Path(args.path))
     try:

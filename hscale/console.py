@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from analysis import precision
-from analysis.verdict import verdict_efficiency
+from hscale.analysis import precision
+from hscale.analysis.verdict import verdict_efficiency
 
 # Piped or redirected, rich would assume 80 columns and squeeze the table unreadably.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)

@@ -4,11 +4,23 @@ it never imports the app."""
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def _root() -> tuple[Path, bool]:
+    """(where the project's files are, whether that is a checkout). In a checkout they sit
+    beside hscale/; installed (pip, pipx), they are the package data of hscale.project."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent
+    if (checkout / "docker-compose.yml").is_file() and (checkout / "app").is_dir():
+        return checkout, True
+    return here / "project", False
+
+
+ROOT, IN_CHECKOUT = _root()
 APP_DIR = ROOT / "app"
 LOADTESTS_DIR = ROOT / "loadtests"
 NGINX_DIR = ROOT / "nginx"
-RESULTS_DIR = ROOT / "results"
+# Installed, results go where the user runs hscale, not into site-packages.
+RESULTS_DIR = ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 GUNICORN_CONF = APP_DIR / "gunicorn.conf.py"
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.record import SCHEMA_VERSION, STATUSES, read_summary
+from hscale.analysis.record import SCHEMA_VERSION, STATUSES, read_summary
 
 
 def now_iso() -> str:

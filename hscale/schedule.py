@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from analysis.advice import undecided
+from hscale.analysis.advice import undecided
 from hscale.settings import Settings
 
 

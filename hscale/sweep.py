@@ -16,9 +16,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from analysis import aggregate, consistency, precision
-from analysis.advice import advice
 from hscale import cgroups, loadgen, procs, sysinfo
+from hscale.analysis import aggregate, consistency, precision
+from hscale.analysis.advice import advice
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuGroup
 from hscale.probe import Probe, speed
@@ -395,7 +395,7 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
 
 def analysis_of(summary: dict) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
-    from analysis.analyze import analyze, fit_input, fitted_params
+    from hscale.analysis.analyze import analyze, fit_input, fitted_params
 
     if summary["load"]["model"] == "rate":
         raise ValueError(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 
-from analysis import aggregate, components, latency, validity
 from hscale import loadgen
+from hscale.analysis import aggregate, components, latency, validity
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuCounters
 from hscale.runtimes.base import Runtime

@@ -16,8 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from analysis import precision
+from hscale.analysis import precision
 
 
 def parse_args() -> argparse.Namespace:

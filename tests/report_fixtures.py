@@ -26,10 +26,9 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from hdrh.histogram import HdrHistogram
+from hscale.analysis import aggregate, analyze, consistency, usl
+from hscale.analysis.latency import percentiles_ms
 from PIL import Image
-
-from analysis import aggregate, analyze, consistency, usl
-from analysis.latency import percentiles_ms
 
 REPLICA_CPUS, HOST_CPUS = 0.2, 2
 INVALID_REASON = "load generator saturated: Locust cpu_warning 2x (max 93% CPU)"

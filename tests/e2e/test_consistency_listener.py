@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hscale.analysis.consistency import judge
 from hscale_testkit import free_port_block
 
-from analysis.consistency import judge
 from hscale import paths
 from hscale.loadgen import LocustPlan, run_point
 from hscale.procs import ManagedProcess, child_env, wait_http

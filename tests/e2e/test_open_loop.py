@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hscale.analysis.latency import decode, percentiles_ms
 from hscale_testkit import ROOT, free_port_block
 
-from analysis.latency import decode, percentiles_ms
 from hscale import paths
 from hscale.loadgen import Launcher, LocustPlan, locust_options, run_point
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hscale.analysis import compare, report
 from report_fixtures import RunSpec, assert_png, make_run, memory_like, redis_like
-
-from analysis import compare, report
 
 pytestmark = pytest.mark.e2e
 

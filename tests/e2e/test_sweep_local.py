@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hscale.analysis import precision
 from hscale_testkit import (
     Ports,
     cgroup_dirs,
@@ -23,7 +24,6 @@ from hscale_testkit import (
     wait_no_marked_processes,
 )
 
-from analysis import precision
 from hscale import cgroups
 
 pytestmark = pytest.mark.e2e

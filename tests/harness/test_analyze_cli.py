@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from analysis.analyze import analyze, measurements_from_csv, measurements_from_summary
-from analysis.verdict import verdict
+from hscale.analysis.analyze import analyze, measurements_from_csv, measurements_from_summary
+from hscale.analysis.verdict import verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hscale.analysis.components import cpu_usage
 
-from analysis.components import cpu_usage
 from hscale import cgroups
 from hscale.cgroups import CpuGroup
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hscale.analysis import compare, report, stats
 from hscale_testkit import run_hscale
 from report_fixtures import (
     RunSpec,
@@ -20,8 +21,6 @@ from report_fixtures import (
     memory_like,
     redis_like,
 )
-
-from analysis import compare, report, stats
 
 B_ID = "20250102-040000-counter-bbbbbb"
 

@@ -6,10 +6,10 @@ import math
 import random
 
 import pytest
+from hscale.analysis import advice, latency, precision, verdict
+from hscale.analysis.analyze import analyze
 from scipy import stats
 
-from analysis import advice, latency, precision, verdict
-from analysis.analyze import analyze
 from hscale import settings
 from hscale.schedule import extra_trials, precision_status, wanted_trials
 

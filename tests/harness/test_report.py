@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hscale.analysis import figures, plot, report, usl
 from hscale_testkit import run_hscale
 from markupsafe import escape
 from report_fixtures import (
@@ -24,7 +25,6 @@ from report_fixtures import (
     redis_like,
 )
 
-from analysis import figures, plot, report, usl
 from hscale import settings
 
 FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series")

@@ -7,9 +7,9 @@ import random
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from hscale.analysis import aggregate, latency, validity
 from scipy import stats
 
-from analysis import aggregate, latency, validity
 from hscale import settings
 from hscale.schedule import more_loadgen_workers, needs_more_trials, trial_order
 
