@@ -15,8 +15,9 @@ from pathlib import Path
 
 from hscale import runtimes
 from hscale import stores as store_registry
+from hscale.errors import UsageError
 from hscale.results import RunDir, load_summary, new_run_id, write_json
-from hscale.settings import Settings, UsageError
+from hscale.settings import Settings
 from hscale.sweep import run_sweep
 
 

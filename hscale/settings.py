@@ -15,16 +15,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hscale import paths, stores
+from hscale.errors import UsageError
 
 RUNTIMES = ("auto", "local", "docker", "swarm")
 LOAD_MODELS = ("closed", "rate")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
-
-
-class UsageError(ValueError):
-    """Bad input from the user: reported in one line, exit code 2, before anything starts."""
 
 
 def _int(name: str, lo: int, hi: int) -> Callable[[str], int]:

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from hscale import stores
+from hscale.errors import UsageError
 from hscale.runtimes.base import Runtime
-from hscale.settings import Settings, UsageError
+from hscale.settings import Settings
 
 
 def resolve(name: str) -> str:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from hscale import stores
-from hscale.settings import UsageError
+from hscale.errors import UsageError
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 # Debian keeps PostgreSQL's server binaries out of PATH, one directory per major version.

@@ -18,13 +18,15 @@ import psutil
 import requests
 from docker.errors import DockerException
 
-from hscale import __version__, cgroups, images, loadgen, stores
+from hscale import __version__, cgroups, loadgen, stores
 from hscale.cgroups import CpuCounters
-from hscale.compose import Compose, command
+from hscale.errors import UsageError
 from hscale.procs import StartupError, cpu_seconds, port_in_use
+from hscale.runtimes import images
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
+from hscale.runtimes.compose import Compose, command
 from hscale.runtimes.local_stores import max_connections
-from hscale.settings import Settings, UsageError
+from hscale.settings import Settings
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

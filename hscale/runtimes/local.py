@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hscale import cgroups, paths, stores
 from hscale.cgroups import CpuCounters, CpuGroup
+from hscale.errors import UsageError
 from hscale.procs import (
     ManagedProcess,
     StartupError,
@@ -26,7 +27,7 @@ from hscale.procs import (
 from hscale.runtimes import local_stores
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
 from hscale.runtimes.binaries import find_binary
-from hscale.settings import Settings, UsageError
+from hscale.settings import Settings
 
 # The app's command that creates the store's schema (idempotent), run once before replicas.
 INIT_STORE = ("-m", "refapp.init_store")

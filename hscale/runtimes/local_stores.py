@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from hscale import stores
+from hscale.errors import UsageError
 from hscale.procs import ManagedProcess, StartupError, child_env, wait_tcp
 from hscale.runtimes.binaries import find_binary, sibling, version
-from hscale.settings import Settings, UsageError
+from hscale.settings import Settings
 
 # name, argv -> a started process (in the `store` cgroup, marked, logging to logs/<name>.log)
 Spawn = Callable[[str, list[str]], ManagedProcess]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import subprocess
 import time
 
-from hscale import __version__, images, paths
-from hscale.compose import COMPOSE_FILE
+from hscale import __version__, paths
+from hscale.errors import UsageError
 from hscale.procs import StartupError
+from hscale.runtimes import images
 from hscale.runtimes.base import RuntimeInfo
+from hscale.runtimes.compose import COMPOSE_FILE
 from hscale.runtimes.docker import INIT_STORE, DockerRuntime, engine
-from hscale.settings import UsageError
-from hscale.stackfile import stack_file
+from hscale.runtimes.stackfile import stack_file
 
 STACK_LABEL = "com.docker.stack.namespace"
 
@@ -36,7 +37,7 @@ class SwarmRuntime(DockerRuntime):
 
     @property
     def endpoint(self) -> str:
-        # Published in host mode on this node (see hscale/stackfile.py).
+        # Published in host mode on this node (see hscale/runtimes/stackfile.py).
         return self.published
 
     def loadgen_launcher(self):

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from hscale_testkit import compose_project_resources, free_port_block
 
-from hscale import __version__, images, settings
-from hscale.compose import COMPOSE_FILE, Compose
+from hscale import __version__, settings
+from hscale.runtimes import images
+from hscale.runtimes.compose import COMPOSE_FILE, Compose
 from hscale.runtimes.docker import DockerRuntime, engine_answers
 
 pytestmark = pytest.mark.skipif(

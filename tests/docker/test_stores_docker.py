@@ -28,7 +28,7 @@ from hscale_testkit import (
 )
 
 from hscale import __version__, settings
-from hscale.compose import COMPOSE_FILE
+from hscale.runtimes.compose import COMPOSE_FILE
 from hscale.runtimes.docker import DockerRuntime, engine_answers
 from hscale.runtimes.local_stores import POSTGRES_SETTINGS, MemcachedStore
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hscale.analysis.consistency import judge
 from hscale_testkit import free_port_block
 
 from hscale import paths
+from hscale.analysis.consistency import judge
 from hscale.loadgen import LocustPlan, run_point
 from hscale.procs import ManagedProcess, child_env, wait_http
 from hscale.runtimes.binaries import find_binary

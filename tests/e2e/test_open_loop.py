@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hscale.analysis.latency import decode, percentiles_ms
 from hscale_testkit import ROOT, free_port_block
 
 from hscale import paths
+from hscale.analysis.latency import decode, percentiles_ms
 from hscale.loadgen import Launcher, LocustPlan, locust_options, run_point
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hscale.analysis import precision
 from hscale_testkit import (
     Ports,
     cgroup_dirs,
@@ -25,6 +24,7 @@ from hscale_testkit import (
 )
 
 from hscale import cgroups
+from hscale.analysis import precision
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,9 @@ import random
 import hscale_tally
 import pytest
 from hdrh.histogram import HdrHistogram
-from hscale.analysis import aggregate, components, latency, scaling, validity
 
 from hscale import settings
+from hscale.analysis import aggregate, components, latency, scaling, validity
 from hscale.cgroups import CpuCounters
 from hscale.trial import oversubscription
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hscale.analysis.components import cpu_usage
 
 from hscale import cgroups
+from hscale.analysis.components import cpu_usage
 from hscale.cgroups import CpuGroup
 
 MODE, REASON = cgroups.detect()

@@ -6,11 +6,11 @@ import math
 import random
 
 import pytest
-from hscale.analysis import advice, latency, precision, verdict
-from hscale.analysis.analyze import analyze
 from scipy import stats
 
 from hscale import settings
+from hscale.analysis import advice, latency, precision, verdict
+from hscale.analysis.analyze import analyze
 from hscale.schedule import extra_trials, precision_status, wanted_trials
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hscale.analysis import figures, plot, report, usl
 from hscale_testkit import run_hscale
 from markupsafe import escape
 from report_fixtures import (
@@ -26,6 +25,7 @@ from report_fixtures import (
 )
 
 from hscale import settings
+from hscale.analysis import figures, plot, report, usl
 
 FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from refapp import config as app_config
 
-from hscale import runtimes, settings, stackfile, stores
+from hscale import runtimes, settings, stores
 from hscale.compare_stores import parse_stores
-from hscale.runtimes import binaries, local_stores
+from hscale.runtimes import binaries, local_stores, stackfile
 from hscale.runtimes.local_stores import MemoryStore, StoreRun
 
 

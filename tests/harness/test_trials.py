@@ -7,10 +7,10 @@ import random
 
 import pytest
 from hdrh.histogram import HdrHistogram
-from hscale.analysis import aggregate, latency, validity
 from scipy import stats
 
 from hscale import settings
+from hscale.analysis import aggregate, latency, validity
 from hscale.schedule import more_loadgen_workers, needs_more_trials, trial_order
 
 # -- planning ------------------------------------------------------------------------------

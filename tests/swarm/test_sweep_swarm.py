@@ -13,9 +13,9 @@ import pytest
 import yaml
 from hscale_testkit import free_port_block, short_sweep
 
-from hscale.compose import COMPOSE_FILE
+from hscale.runtimes.compose import COMPOSE_FILE
 from hscale.runtimes.docker import engine_answers
-from hscale.stackfile import stack_file
+from hscale.runtimes.stackfile import stack_file
 
 pytestmark = [
     pytest.mark.e2e,

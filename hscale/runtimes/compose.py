@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 
 from hscale import paths
-from hscale.settings import UsageError
+from hscale.errors import UsageError
 
 COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hscale import paths
-from hscale.compose import Compose, ComposeError
-from hscale.settings import UsageError
+from hscale.errors import UsageError
+from hscale.runtimes.compose import Compose, ComposeError
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("HSCALE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
