@@ -360,3 +360,21 @@ def postgres_server_factory() -> Iterator[Callable[[], PostgresServer]]:
     yield start
     for server in servers:
         server.cleanup()
+
+
+SERVER_FIXTURES = {
+    "redis_server", "redis_server_factory", "memcached_server", "memcached_server_factory",
+    "postgres_server", "postgres_server_factory",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from where a test lives and what it starts (pyproject.toml lists them)."""
+    for item in items:
+        parts = item.path.parts
+        if "docker" in parts or "swarm" in parts:
+            item.add_marker(pytest.mark.docker)
+        if "swarm" in parts:
+            item.add_marker(pytest.mark.swarm)
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
