@@ -114,7 +114,7 @@ def drift(series: Sequence[Mapping], warmup_s: float, duration_s: float) -> dict
         "slope_rel_per_s": round(fit.slope / level, 5),
         "change_rel": round(change, 4),
         "p_value": round(p, 5),
-        "flagged": abs(change) > MAX_DRIFT and p < DRIFT_P,
+        "flagged": bool(abs(change) > MAX_DRIFT and p < DRIFT_P),  # numpy bools are not JSON
     }
 
 

@@ -337,25 +337,26 @@ def test_ci_target_accepts_fractions_and_percentages(raw, value):
 
 
 @pytest.mark.parametrize(
-    "over",
+    ("over", "message"),
     [
-        {"TRIALS": "0"},
-        {"TRIALS": "x"},
-        {"CI_TARGET": "1"},
-        {"CI_TARGET": "150%"},
-        {"CI_TARGET": "-0.1"},
-        {"TRIALS": "5", "MAX_TRIALS": "4"},
-        {"LOAD": "open"},
-        {"LOAD": "rate"},  # RATE missing
-        {"LOAD": "rate", "RATE": "0"},
-        {"LOAD": "rate", "RATE": "nan"},
-        {"RATE": "100"},  # RATE without LOAD=rate
-        {"STORE": "mongodb"},
+        ({"TRIALS": "0"}, "TRIALS must be a whole number from 1 to 100, got '0'"),
+        ({"TRIALS": "x"}, "TRIALS must be a whole number from 1 to 100, got 'x'"),
+        ({"CI_TARGET": "1"}, "CI_TARGET must be 0 (off) or a fraction like 0.05 or 5%, got '1'"),
+        ({"CI_TARGET": "150%"}, "CI_TARGET must be 0 (off) or a fraction"),
+        ({"CI_TARGET": "-0.1"}, "CI_TARGET must be 0 (off) or a fraction"),
+        ({"TRIALS": "5", "MAX_TRIALS": "4"}, "MAX_TRIALS=4 is below TRIALS=5"),
+        ({"LOAD": "open"}, "unknown LOAD 'open'; choose one of: closed, rate"),
+        ({"LOAD": "rate"}, "LOAD=rate needs RATE"),  # RATE missing
+        ({"LOAD": "rate", "RATE": "0"}, "RATE must be a number of requests per second >= 0.1"),
+        ({"LOAD": "rate", "RATE": "nan"}, "RATE must be a number of requests per second"),
+        ({"RATE": "100"}, "RATE applies to LOAD=rate only"),  # RATE without LOAD=rate
+        ({"STORE": "mongodb"}, "unknown STORE 'mongodb'; choose one of: redis, memcached"),
     ],
 )
-def test_bad_trial_load_and_store_knobs_are_usage_errors(over):
-    with pytest.raises(settings.UsageError):
+def test_bad_trial_load_and_store_knobs_are_usage_errors(over, message):
+    with pytest.raises(settings.UsageError) as info:
         settings.load(over)
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_open_loop_rate():
