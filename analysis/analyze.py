@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+
 from hscale.analysis import precision, usl
 from hscale.analysis.verdict import LINEAR_EFFICIENCY, efficiency_call, verdict
 

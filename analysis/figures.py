@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
 from hscale.analysis import usl
 from hscale.analysis.analyze import measurements_from_summary
 from hscale.analysis.scaling import baseline_per_replica
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 WIDE, TALL = 7.5, 4.5
 E_REFERENCE = 0.9  # efficiency at or above this counts as scaling linearly

@@ -6,8 +6,9 @@ import io
 from collections.abc import Mapping
 from pathlib import Path
 
-from hscale.analysis import figures
 from matplotlib.figure import Figure
+
+from hscale.analysis import figures
 
 # No creation date in the SVG, so redrawing the same run gives the same file.
 METADATA = {"png": {}, "svg": {"Date": None}}

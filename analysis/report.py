@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
 from hscale.analysis import consistency, figures, plot, precision
 from hscale.analysis.record import read_manifest, read_summary
 from hscale.analysis.verdict import verdict_efficiency

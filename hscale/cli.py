@@ -175,7 +175,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_stores(args: argparse.Namespace) -> int:
-    from hscale.analysis.compare import comparison, load_runs, ratio_table, write_files
+    from hscale.analysis.compare import comparison
+    from hscale.analysis.compare_files import load_runs, write_files
+    from hscale.analysis.compare_render import ratio_table
     from hscale.analysis.report import write_report
     from hscale.compare_stores import parse_stores, run_compare, sub_runs
     from hscale.sweep import OVERHEAD_S
@@ -254,7 +256,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hscale.analysis import compare
+    from hscale.analysis import compare, compare_files, compare_render
 
     if len(args.runs) < 2:
         raise settings.UsageError(f"compare needs at least 2 runs, got {len(args.runs)}")
@@ -267,13 +269,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if Path(raw).resolve() not in labels:
             raise settings.UsageError(f"--label {item}: {raw} is not one of the runs compared")
         labels[Path(raw).resolve()] = name.strip()
-    out = Path(args.out) if args.out else runs[0].parent / compare.new_compare_id()
+    out = Path(args.out) if args.out else runs[0].parent / compare_files.new_compare_id()
     try:
-        data = compare.comparison(compare.load_runs([(labels[p], p) for p in runs]))
-        page = compare.write_files(data, out)
+        data = compare.comparison(compare_files.load_runs([(labels[p], p) for p in runs]))
+        page = compare_files.write_files(data, out)
     except compare.CompareError as exc:
         raise settings.UsageError(str(exc)) from None
-    print(compare.ratio_table(data))
+    print(compare_render.ratio_table(data))
     print(page)
     return 0
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from hscale.analysis import usl
 
 LAMBDA = 100.0  # throughput of one replica; its value does not matter for the choice

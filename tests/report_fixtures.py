@@ -26,9 +26,10 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from hdrh.histogram import HdrHistogram
+from PIL import Image
+
 from hscale.analysis import aggregate, analyze, consistency, usl
 from hscale.analysis.latency import percentiles_ms
-from PIL import Image
 
 REPLICA_CPUS, HOST_CPUS = 0.2, 2
 INVALID_REASON = "load generator saturated: Locust cpu_warning 2x (max 93% CPU)"

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hscale.analysis.latency import decode
 from hscale_testkit import Ports, free_port_block, short_sweep
 
+from hscale.analysis.latency import decode
 from hscale.runtimes.docker import engine_answers
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hscale.analysis import compare, report
 from report_fixtures import RunSpec, assert_png, make_run, memory_like, redis_like
+
+from hscale.analysis import compare_files, report
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +86,7 @@ def test_compare_page_loads_every_figure_without_errors(tmp_path: Path):
     root = tmp_path / "results"
     a = make_run(root)
     b = make_run(root, RunSpec(run_id="20250102-040000-counter-bbbbbb", lam=390.0, seed=11))
-    page = compare.write_comparison([("A", a), ("B", b)], root / "compare-test")
+    page = compare_files.write_comparison([("A", a), ("B", b)], root / "compare-test")
     assert_clean(open_page(page, tmp_path), images=3)
     screenshot(page, tmp_path)
 
@@ -96,7 +97,9 @@ def test_store_comparison_and_a_wrong_store_s_report_load(tmp_path: Path):
     redis, memory = make_run(root, redis_like()), make_run(root, memory_like())
     wrong = report.write_report(memory)
     assert_clean(open_page(wrong, tmp_path), images=6)
-    page = compare.write_comparison([("redis", redis), ("memory", memory)], root / "comparison")
+    page = compare_files.write_comparison(
+        [("redis", redis), ("memory", memory)], root / "comparison"
+    )
     assert_clean(open_page(page, tmp_path), images=3)
     dom = chromium(page, tmp_path / "profile", "--dump-dom").stdout
     assert 'id="ranking"' in dom and "memory is the fastest but wrong" in dom

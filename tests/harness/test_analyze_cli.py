@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from hscale.analysis.analyze import analyze, measurements_from_csv, measurements_from_summary
 from hscale.analysis.verdict import verdict
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hscale.analysis import compare, report, stats
 from hscale_testkit import run_hscale
 from report_fixtures import (
     RunSpec,
@@ -21,6 +20,8 @@ from report_fixtures import (
     memory_like,
     redis_like,
 )
+
+from hscale.analysis import compare, compare_files, compare_render, report, stats
 
 B_ID = "20250102-040000-counter-bbbbbb"
 
@@ -36,7 +37,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def written(runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     a, b = runs
     out = tmp_path_factory.mktemp("cmp") / "compare-test"
-    page = compare.write_comparison([("A", a), ("B", b)], out)
+    page = compare_files.write_comparison([("A", a), ("B", b)], out)
     assert page == out / "compare.html"
     return out
 
@@ -90,14 +91,14 @@ def test_files_figures_and_self_contained_page(written: Path):
 def test_never_writes_over_an_existing_directory(runs: tuple[Path, Path], written: Path):
     before = (written / "compare.json").read_bytes()
     with pytest.raises(compare.CompareError, match="exists"):
-        compare.write_comparison([("A", runs[0]), ("B", runs[1])], written)
+        compare_files.write_comparison([("A", runs[0]), ("B", runs[1])], written)
     assert (written / "compare.json").read_bytes() == before
 
 
 def test_differences_between_runs_are_noted(tmp_path: Path):
     a = make_run(tmp_path)
     b = make_run(tmp_path, RunSpec(run_id=B_ID, scenario="kv", status="interrupted"))
-    data = compare.comparison(compare.load_runs([("A", a), ("B", b)]))
+    data = compare.comparison(compare_files.load_runs([("A", a), ("B", b)]))
     assert any(n.startswith("scenario differs") for n in data["notes"])
     assert "B: status interrupted" in data["notes"]
 
@@ -105,9 +106,9 @@ def test_differences_between_runs_are_noted(tmp_path: Path):
 def test_runs_with_different_n_compare_where_both_measured(tmp_path: Path):
     a = make_run(tmp_path, RunSpec(ns=(1, 2)))
     b = make_run(tmp_path, RunSpec(run_id=B_ID, ns=(2, 4)))
-    data = compare.comparison(compare.load_runs([("A", a), ("B", b)]))
+    data = compare.comparison(compare_files.load_runs([("A", a), ("B", b)]))
     assert [r["n"] for r in data["ratios"]] == [2]
-    header, rows = compare.table_rows(data)
+    header, rows = compare_render.table_rows(data)
     assert [r[0] for r in rows] == ["1", "2", "4"]
     assert rows[0][2] == rows[0][3] == rows[2][1] == report.MISSING
 
@@ -179,8 +180,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], P
     baseline; redis is right and its store saturates at N = 4, memory is faster and wrong."""
     cdir = tmp_path_factory.mktemp("compare-mixed")
     runs = {"redis": make_run(cdir, redis_like()), "memory": make_run(cdir, memory_like())}
-    data = compare.comparison(compare.load_runs(list(runs.items())))
-    compare.write_files(data, cdir / "comparison")
+    data = compare.comparison(compare_files.load_runs(list(runs.items())))
+    compare_files.write_files(data, cdir / "comparison")
     return runs, cdir / "comparison"
 
 
@@ -269,7 +270,7 @@ def test_ranking_is_at_the_top_of_the_page_and_markdown(stores):
 def test_ranking_without_consistency_checks_and_when_slower(runs: tuple[Path, Path]):
     """Older runs: not checked, said so; the baseline faster: a ratio below 1."""
     a, b = runs
-    data = compare.comparison(compare.load_runs([("B", b), ("A", a)]))
+    data = compare.comparison(compare_files.load_runs([("B", b), ("A", a)]))
     text = data["ranking"]["text"]
     assert data["ranking"]["winner"] == data["ranking"]["fastest"] == "B"
     assert "B is the fastest; its consistency was not checked." in text
@@ -277,13 +278,13 @@ def test_ranking_without_consistency_checks_and_when_slower(runs: tuple[Path, Pa
     assert x["ci"][1] < 1
     assert f"A reaches {x['ratio']:.2f}x of B's throughput at N = 4 [{x['ci'][0]:.2f}, " in text
     assert "(a point not valid)" in text  # both have an invalid trial at N = 4
-    consistency = {c["label"]: c["state"] for c in compare.consistency_rows(data)}
+    consistency = {c["label"]: c["state"] for c in compare_render.consistency_rows(data)}
     assert consistency == {"B": "not checked", "A": "not checked"}
 
 
 def test_ranking_edge_cases(runs: tuple[Path, Path], tmp_path: Path):
     a, b = runs
-    data = compare.comparison(compare.load_runs([("A", a), ("B", b)]))
+    data = compare.comparison(compare_files.load_runs([("A", a), ("B", b)]))
     tied = json.loads(json.dumps(data))
     for x in tied["ratios"]:
         x["ci"] = [0.95, 1.08]
@@ -305,7 +306,7 @@ def test_ranking_edge_cases(runs: tuple[Path, Path], tmp_path: Path):
     )
     c = make_run(tmp_path, RunSpec(run_id="c", ns=(1, 2)))
     d = make_run(tmp_path, RunSpec(run_id="d", ns=(3, 4)))
-    apart = compare.comparison(compare.load_runs([("C", c), ("D", d)]))
+    apart = compare.comparison(compare_files.load_runs([("C", c), ("D", d)]))
     assert apart["ranking"]["n"] is None and "not ranked" in apart["ranking"]["text"]
 
 
@@ -313,7 +314,7 @@ def test_a_run_without_a_check_beside_checked_stores_is_named(stores, tmp_path: 
     checked, _ = stores
     old = make_run(tmp_path, RunSpec(lam=200.0))  # slower than both, never checked
     labelled = [("redis", checked["redis"]), ("memory", checked["memory"]), ("old", old)]
-    data = compare.comparison(compare.load_runs(labelled))
+    data = compare.comparison(compare_files.load_runs(labelled))
     assert data["ranking"]["order"] == ["memory", "redis", "old"]
     assert data["ranking"]["winner"] == "redis"
     assert "Of the consistent runs, redis is the fastest." in data["ranking"]["text"]

@@ -4,6 +4,7 @@ generator saw acknowledged, for a shared store and for per-process memory."""
 from __future__ import annotations
 
 import pytest
+
 from hscale.analysis.consistency import judge, summarize
 
 

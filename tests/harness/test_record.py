@@ -9,10 +9,11 @@ import typing
 from pathlib import Path
 
 import pytest
-from hscale.analysis import record
-from hscale.analysis.record import RecordError, read_summary
 from hscale_testkit import hscale_cmd, hscale_env
 from report_fixtures import make_run
+
+from hscale.analysis import record
+from hscale.analysis.record import RecordError, read_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 

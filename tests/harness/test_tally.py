@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from hscale.analysis import latency
 from hscale_tally import LATE_MS, LoadModel, Tally
+
+from hscale.analysis import latency
 
 
 def test_importing_the_tally_imports_no_locust() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hscale.analysis import stats, usl
 from scipy import stats as sps
+
+from hscale.analysis import stats, usl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
