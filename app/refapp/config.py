@@ -9,6 +9,8 @@ from typing import Any
 
 from flask import Config
 
+from .stores import BACKENDS
+
 ENV_PREFIX = "APP"
 
 DEFAULTS: dict[str, Any] = {
@@ -73,7 +75,7 @@ _MAY_BE_ZERO = {
     "POSTGRES_POOL_MIN",
     "WORK_MAX_MS",
 }
-STORES = ("redis", "memcached", "postgres", "memory")
+STORES = tuple(BACKENDS)  # one list of backends: stores/__init__.py
 
 
 def restore_env_strings(config: Config, prefix: str = ENV_PREFIX) -> None:

@@ -13,7 +13,8 @@ from .base import SessionRecord, Store, StoreUnavailable
 
 __all__ = ["BACKENDS", "SessionRecord", "Store", "StoreUnavailable", "create_store"]
 
-# STORE value -> "module:class" in this package (config.STORES lists the same names).
+# STORE value -> "module:class" in this package; config.STORES is its keys, and hscale's
+# registry (hscale/stores.py) names the same stores (a test checks).
 BACKENDS = {
     "redis": "redis_store:RedisStore",
     "memcached": "memcached_store:MemcachedStore",
