@@ -107,14 +107,19 @@ def hscale_env(tmpdir: Path | None = None) -> dict[str, str]:
 
 
 def run_hscale(
-    args: list[str], *, tmpdir: Path | None = None, timeout: float = 60
+    args: list[str],
+    *,
+    tmpdir: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """hscale with the test knobs; `env` adds variables (the replicas inherit them)."""
     return subprocess.run(
         [*hscale_cmd(), *with_test_knobs(args)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=hscale_env(tmpdir),
+        env={**hscale_env(tmpdir), **(env or {})},
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
