@@ -9,6 +9,7 @@ nginx's template and the compose file must all be the wheel's package data.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,14 @@ pytestmark = pytest.mark.e2e
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels, site = tmp_path_factory.mktemp("wheels"), tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    # setuptools builds in the checkout's build/, which keeps files of earlier builds
+    # (a module since moved would ship again): start from none, leave none.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    try:
+        subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+    finally:
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     (wheel,) = wheels.glob("hscale-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)  # fmt: skip
