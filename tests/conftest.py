@@ -376,5 +376,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
         if "swarm" in parts:
             item.add_marker(pytest.mark.swarm)
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.servers)
+        if "offline_builds" in fixtures:  # tests/docker/test_compose.py: the image build
+            item.add_marker(pytest.mark.slow)

@@ -152,9 +152,12 @@ def test_points_aggregate_their_trials(run):
         # merged histograms: the point's max is the largest trial max
         assert p["latency_ms"]["max"] == max(t["latency_ms"]["max"] for t in mine)
         assert p["valid"] == all(t["valid"] for t in mine)
-        assert p["bottleneck"]["component"] in {"replicas", "nginx", "store", "loadgen"}
+        # /json in closed loop saturates the replicas' quota, nothing else
+        assert p["bottleneck"]["component"] == "replicas", p["bottleneck"]
+        assert p["bottleneck"]["util_of_budget"] > 0.8, p["bottleneck"]
     one, two = s["points"]
-    assert one["efficiency"] == 1.0 and two["efficiency"] > 0.5
+    # share-nothing /json scales about linearly; loose bounds for 4 s windows on a noisy host
+    assert one["efficiency"] == 1.0 and 0.7 < two["efficiency"] < 1.3
     assert two["efficiency_ci"][0] <= two["efficiency"] <= two["efficiency_ci"][1]
     assert two["karp_flatt"] is not None
 
@@ -173,7 +176,8 @@ def test_trials_have_steady_state_checks(run):
         flagged = any(n.startswith("Little's law") for n in t["notes"])
         assert flagged == (abs(little["error_rel"]) > 0.10), (little, t["notes"])
     # closed loop, no think time, a generator with room: users = X x R within 10%
-    assert any(abs(t["littles_law"]["error_rel"]) < 0.10 for t in run.summary["trials"])
+    within = [abs(t["littles_law"]["error_rel"]) < 0.10 for t in run.summary["trials"]]
+    assert sum(within) >= len(within) / 2, within
 
 
 def test_analysis_and_verdict(run):
@@ -228,10 +232,11 @@ def test_components_and_cpu_quota(run):
             c = comps[name]
             assert c["kind"] == "replica"
             assert c["budget_cpus"] == pytest.approx(config["replica_cpus"])
-            assert c["cpu_cores"] > 0
+            # saturated by closed-loop /json: near its budget, not merely above 0
+            assert c["cpu_cores"] > 0.7 * c["budget_cpus"], (name, c)
             # the quota holds: a saturated replica cannot use more than its budget
             assert c["cpu_cores"] <= c["budget_cpus"] * 1.15, (name, c)
-        assert comps["loadgen"]["cpu_cores"] > 0
+        assert comps["loadgen"]["cpu_cores"] > 0.02, comps["loadgen"]
 
 
 def test_manifest(run):
