@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from hscale.analysis import report
 from hscale.analysis.compare import MISSING, SATURATED, of_budget, point_at, ranking
+from hscale.analysis.figures import interval_line
 
 
 def table_rows(data: Mapping) -> tuple[list[str], list[list[str]]]:
@@ -198,14 +198,6 @@ def html(data: Mapping, pngs: Mapping[str, bytes], out: Path) -> str:
     )
 
 
-def _yerr(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> np.ndarray:
-    err = np.zeros((2, len(values)))
-    for i, (v, c) in enumerate(zip(values, cis, strict=True)):
-        if c is not None:
-            err[:, i] = max(v - c[0], 0.0), max(c[1] - v, 0.0)
-    return err
-
-
 def throughput_figure(data: Mapping) -> Figure:
     """Every run's per-N mean with its 95% CI (hollow: not valid) and its trials, overlaid."""
     fig = Figure(figsize=(7.5, 4.5), dpi=110, layout="constrained")
@@ -213,15 +205,8 @@ def throughput_figure(data: Mapping) -> Figure:
     for i, r in enumerate(data["runs"]):
         pts, colour = r["points"], f"C{i}"
         ns, xs = [p["n"] for p in pts], [p["throughput_rps"] for p in pts]
-        ax.errorbar(
-            ns,
-            xs,
-            yerr=_yerr(xs, [p["throughput_ci"] for p in pts]),
-            fmt="-",
-            color=colour,
-            capsize=4,
-            label=r["label"],
-        )
+        cis = [p["throughput_ci"] for p in pts]
+        interval_line(ax, ns, xs, cis, fmt="-", color=colour, capsize=4, label=r["label"])
         for p in pts:
             ax.plot(
                 p["n"],
@@ -260,15 +245,9 @@ def ratio_figure(data: Mapping) -> Figure:
         if not rows:
             continue
         ns, ys = [x["n"] for x in rows], [x["ratio"] for x in rows]
-        ax.errorbar(
-            ns,
-            ys,
-            yerr=_yerr(ys, [x["ci"] for x in rows]),
-            fmt="o-",
-            color=f"C{i}",
-            capsize=4,
-            label=f"{r['label']} / {data['baseline']}",
-        )
+        label = f"{r['label']} / {data['baseline']}"
+        cis = [x["ci"] for x in rows]
+        interval_line(ax, ns, ys, cis, fmt="o-", color=f"C{i}", capsize=4, label=label)
     all_n = sorted({p["n"] for r in data["runs"] for p in r["points"]})
     ax.set_xticks(all_n)
     ax.set_xlim(0, max(all_n) + 0.5)

@@ -77,6 +77,18 @@ def _yerr(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> np.
     return err
 
 
+def interval_line(
+    ax: Axes,
+    ns: Sequence[float],
+    ys: Sequence[float],
+    cis: Sequence[Sequence[float] | None],
+    **style: object,
+) -> None:
+    """Values against N with their 95% intervals as error bars (every figure draws its
+    intervals this way; `style` is matplotlib's: fmt, color, label...)."""
+    ax.errorbar(ns, ys, yerr=_yerr(ys, cis), **{"capsize": 5, **style})  # type: ignore[arg-type]
+
+
 def _n_axis(ax: Axes, ns: Sequence[int], right: float = 0.5) -> None:
     ax.set_xlabel("replicas N")
     ax.set_xticks(list(ns))
@@ -136,15 +148,8 @@ def throughput(summary: Mapping, manifest: Mapping | None = None) -> Figure:
             alpha=0.8,
         )
     means = [p["throughput_rps"] for p in points]
-    ax.errorbar(
-        ns,
-        means,
-        yerr=_yerr(means, [p.get("throughput_ci") for p in points]),
-        fmt="none",
-        ecolor="black",
-        capsize=5,
-        linewidth=1.2,
-    )
+    cis = [p.get("throughput_ci") for p in points]
+    interval_line(ax, ns, means, cis, fmt="none", ecolor="black", linewidth=1.2)
     for p in points:
         ax.plot(
             p["replicas"],
@@ -194,15 +199,8 @@ def efficiency(summary: Mapping) -> Figure:
     )
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.axhspan(1.0, max(1.2, max(es) + 0.1), color="tab:red", alpha=0.06)
-    ax.errorbar(
-        ns,
-        es,
-        yerr=_yerr(es, [p.get("efficiency_ci") for p in pts]),
-        fmt="-",
-        color="tab:blue",
-        capsize=5,
-        linewidth=1,
-    )
+    cis = [p.get("efficiency_ci") for p in pts]
+    interval_line(ax, ns, es, cis, fmt="-", color="tab:blue", linewidth=1)
     for p in pts:
         over = p["efficiency"] > 1
         colour = "tab:red" if over else "tab:blue"
