@@ -1,16 +1,14 @@
 """The report of a run, regenerated from its files without re-running load.
 
-Writes into the run directory: report.html (one self-contained file: figures as data:
-URIs, inline CSS, no fetches), report.md (short, for issues and PRs) and
-figures/<name>.png + .svg. Only load_run and write_report touch files; the rest turns
-a summary and manifest into text.
+Pure: turns a summary and manifest (and the figures' PNG bytes) into report.md and the
+self-contained report.html (figures as data: URIs, inline CSS, no fetches).
+report_files reads the run and writes them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,8 +16,7 @@ from typing import Any
 
 import jinja2
 
-from hscale.analysis import consistency, figures, plot, precision
-from hscale.analysis.record import read_manifest, read_summary
+from hscale.analysis import consistency, precision
 from hscale.analysis.verdict import verdict_efficiency
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -541,43 +538,3 @@ def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
             machine=machine_line(manifest),
         )
     )
-
-
-# -- files --------------------------------------------------------------------------------
-def load_run(run_dir: Path) -> tuple[dict, dict, figures.Series]:
-    """summary.json, manifest.json ({} if missing) and each trial's per-second series.
-
-    Raises RecordError (a ValueError, one line) for a summary.json that is not a run
-    record of this schema_version.
-    """
-    summary = read_summary(run_dir)
-    manifest = read_manifest(run_dir)
-    series = {}
-    for t in summary.get("trials") or []:
-        # The raw tally first (the source); the copy in summary.json if it is gone.
-        tally = run_dir / t.get("raw", "") / "tally.json"
-        raw = json.loads(tally.read_text("utf-8")) if t.get("raw") and tally.is_file() else t
-        if raw.get("series"):
-            warmup = raw.get("warmup_s", t.get("warmup_s")) or 0.0
-            series[(t["replicas"], t["trial"])] = (raw["series"], warmup)
-    return summary, manifest, series
-
-
-def write_report(run_dir: Path) -> Path:
-    """Write report.html, report.md, figures/ and throughput.png into run_dir; returns the
-    path of report.html. Earlier report files are replaced (they are derived data)."""
-    summary, manifest, series = load_run(run_dir)
-    pngs = plot.save_figures(figures.run_figures(summary, manifest, series), run_dir / "figures")
-    if "throughput" in pngs:  # `hscale plot` and older links expect it at the run's root
-        (run_dir / "throughput.png").write_bytes(pngs["throughput"])
-    _write(run_dir / "report.md", markdown(summary, manifest, list(pngs)))
-    out = run_dir / "report.html"
-    _write(out, html(summary, manifest, pngs))
-    return out
-
-
-def _write(path: Path, text: str) -> None:
-    """Via a temporary file and rename: a browser never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

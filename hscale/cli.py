@@ -120,7 +120,7 @@ def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hscale.analysis.report import write_report
+    from hscale.analysis.report_files import write_report
     from hscale.sweep import OVERHEAD_S, run_sweep
 
     s = settings.load(knob_values(args))
@@ -178,7 +178,7 @@ def cmd_compare_stores(args: argparse.Namespace) -> int:
     from hscale.analysis.compare import comparison
     from hscale.analysis.compare_files import load_runs, write_files
     from hscale.analysis.compare_render import ratio_table
-    from hscale.analysis.report import write_report
+    from hscale.analysis.report_files import write_report
     from hscale.compare_stores import parse_stores, run_compare, sub_runs
     from hscale.sweep import OVERHEAD_S
 
@@ -247,7 +247,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hscale.analysis.report import write_report
+    from hscale.analysis.report_files import write_report
 
     path = _run_path(args.run)
     _load_summary(path)  # another schema_version is a usage error, not a traceback

@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hscale import paths, stores
+from hscale import paths, runtimes, stores
 from hscale.errors import UsageError
 
-RUNTIMES = ("auto", "local", "docker", "swarm")
 LOAD_MODELS = ("closed", "rate")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
@@ -223,7 +222,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "RUNTIME",
         "auto",
-        _choice("runtime", lambda: RUNTIMES),
+        _choice("runtime", lambda: (runtimes.AUTO, *runtimes.RUNTIMES)),
         "where the stack runs: docker (compose), swarm (stack) or local processes; "
         "auto = docker when an engine answers, else local",
     ),

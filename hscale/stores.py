@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-RUNTIMES = ("local", "docker", "swarm")
+from hscale.runtimes import RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Store:
     needs_init: bool = False  # the app's init_store creates its schema before replicas start
     package: str | None = None  # the Debian package of its local server binaries
     binaries: tuple[str, ...] = ()  # those binaries
-    runtimes: tuple[str, ...] = RUNTIMES  # the runtimes that can start it
+    runtimes: tuple[str, ...] = tuple(RUNTIMES)  # the runtimes that can start it
 
     def local_class(self) -> type:
         module, _, cls = self.local.partition(":")

@@ -67,7 +67,21 @@ class LocalStore:
         """Find binaries and users (raises UsageError)."""
 
     def start(self) -> None:
-        """Start the server and return once it answers a real request."""
+        """Prepare the server's files, start it and return once it answers a real request."""
+        self.prepare()
+        self.serve()
+
+    def prepare(self) -> None:
+        """What the server needs on disk before its first start (a cluster, a directory)."""
+
+    def serve(self) -> None:
+        """Start the prepared server (again, after halt()) and wait until it answers."""
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and files: what a store
+        restart costs the app (Redis without persistence comes back empty)."""
+        self.halt()
+        self.serve()
 
     def app_env(self) -> dict[str, str]:
         return {"APP_STORE": self.name}
@@ -75,9 +89,14 @@ class LocalStore:
     def details(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server process, keeping its files for serve()."""
         if self.process is not None:
             self.process.stop()
+
+    def stop(self) -> None:
+        """Stop the server for good (its files go with the run's tmp directory)."""
+        self.halt()
 
     def _wait(self, ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         assert self.process is not None
@@ -114,8 +133,10 @@ class RedisStore(LocalStore):
     def preflight(self) -> None:
         self.binary = find_binary("redis-server")
 
-    def argv(self) -> list[str]:
+    def prepare(self) -> None:
         (self.run.tmp / "redis").mkdir(exist_ok=True)
+
+    def argv(self) -> list[str]:
         # No persistence: the data lives for one run.
         return [
             *(self.exe, "--port", str(self.run.port), "--bind", "127.0.0.1"),
@@ -123,7 +144,7 @@ class RedisStore(LocalStore):
             *("--dir", str(self.run.tmp / "redis")),
         ]
 
-    def start(self) -> None:
+    def serve(self) -> None:
         self.process = self.run.spawn("store", self.argv())
         self._wait(lambda: _ask(self.run.port, b"PING\r\n").startswith(b"+PONG"), "PING")
 
@@ -155,7 +176,7 @@ class MemcachedStore(LocalStore):
         # memcached refuses to run as root; it drops to -u itself after binding.
         return flags + (["-u", "nobody"] if os.geteuid() == 0 else [])
 
-    def start(self) -> None:
+    def serve(self) -> None:
         self.process = self.run.spawn("store", [self.exe, *self.flags()])
         self._wait(lambda: _ask(self.run.port, b"version\r\n").startswith(b"VERSION "), "version")
 
@@ -227,28 +248,39 @@ class PostgresStore(LocalStore):
     def settings(self) -> dict[str, str]:
         return {**POSTGRES_SETTINGS, "max_connections": str(max_connections(self.run.settings))}
 
-    def start(self) -> None:
+    @property
+    def data(self) -> Path:
+        assert self.home is not None, "prepare() makes the cluster first"
+        return self.home / "data"
+
+    def bootstrap_sql(self) -> str:
+        """Run in single-user mode before the server first listens: the app's role and
+        database, with no superuser password to manage and no client needed."""
+        return (
+            f"CREATE ROLE {self.ROLE} LOGIN PASSWORD '{self.password}';\n"
+            f"CREATE DATABASE {self.DATABASE} OWNER {self.ROLE};\n"
+        )
+
+    def hba(self) -> str:
+        """pg_hba.conf: one role, one database, loopback TCP, the run's password."""
+        return f"host {self.DATABASE} {self.ROLE} 127.0.0.1/32 scram-sha-256\n"
+
+    def prepare(self) -> None:
         self.home = self._make_home()
-        data = self.home / "data"
+        data = self.data
         log = self.run.logs / "store-setup.log"
         self._setup(
             [self.initdb, "-D", str(data), "--no-sync", "--no-locale", "-E", "UTF8"]
             + ["-U", "postgres", "--auth=reject"],
             log,
         )
-        # Single-user mode: the role and database exist before the server listens, with
-        # no superuser password to manage and no client needed.
-        sql = (
-            f"CREATE ROLE {self.ROLE} LOGIN PASSWORD '{self.password}';\n"
-            f"CREATE DATABASE {self.DATABASE} OWNER {self.ROLE};\n"
-        )
         single = [self.exe, "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
-        self._setup(single, log, stdin=sql)
-        (data / "pg_hba.conf").write_text(
-            f"# hscale: one role, one database, loopback TCP, the run's password.\n"
-            f"host {self.DATABASE} {self.ROLE} 127.0.0.1/32 scram-sha-256\n"
-        )
-        argv = [self.exe, "-D", str(data), "-p", str(self.run.port), "-k", str(self.home)]
+        self._setup(single, log, stdin=self.bootstrap_sql())
+        (data / "pg_hba.conf").write_text(f"# hscale's only way in:\n{self.hba()}")
+
+    def serve(self) -> None:
+        assert self.home is not None
+        argv = [self.exe, "-D", str(self.data), "-p", str(self.run.port), "-k", str(self.home)]
         argv += ["-c", "listen_addresses=127.0.0.1"]
         for key, value in self.settings().items():
             argv += ["-c", f"{key}={value}"]
@@ -269,16 +301,19 @@ class PostgresStore(LocalStore):
             "auth": "scram-sha-256, role hscale, password generated per run, 127.0.0.1 only",
         }
 
-    def stop(self) -> None:
+    def halt(self) -> None:
         """Fast shutdown (SIGINT to the postmaster: backends end, one checkpoint), then
         whatever is left of the process group."""
         if self.process is not None and self.process.alive() and self.home is not None:
             with contextlib.suppress(OSError, ValueError, ProcessLookupError):
-                pid = int((self.home / "data" / "postmaster.pid").read_text().split()[0])
+                pid = int((self.data / "postmaster.pid").read_text().split()[0])
                 os.kill(pid, signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.popen.wait(timeout=10)
-        super().stop()
+        super().halt()
+
+    def stop(self) -> None:
+        self.halt()
         if self.outside is not None:
             shutil.rmtree(self.outside, ignore_errors=True)
 

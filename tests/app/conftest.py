@@ -61,9 +61,7 @@ def _settings(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
         return {"MEMCACHED_SERVER": server.server}
     if name == "postgres":
         dsn = request.getfixturevalue("postgres_schema")
-        request.getfixturevalue("postgres_server").admin(
-            "TRUNCATE counter, kv, sessions", dbname="hscale"
-        )
+        request.getfixturevalue("postgres_server").sql("TRUNCATE counter, kv, sessions")
         return {"POSTGRES_DSN": dsn}
     return {}  # memory: every app starts empty
 

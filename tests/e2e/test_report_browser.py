@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from report_fixtures import RunSpec, assert_png, make_run, memory_like, redis_like
 
-from hscale.analysis import compare_files, report
+from hscale.analysis import compare_files, report_files
 
 pytestmark = pytest.mark.e2e
 
@@ -72,13 +72,13 @@ def assert_clean(loaded: Loaded, images: int) -> None:
 
 
 def test_report_loads_every_figure_without_errors(tmp_path: Path):
-    page = report.write_report(make_run(tmp_path / "results"))
+    page = report_files.write_report(make_run(tmp_path / "results"))
     assert_clean(open_page(page, tmp_path), images=6)
     screenshot(page, tmp_path)
 
 
 def test_report_without_a_fit_loads(tmp_path: Path):
-    page = report.write_report(make_run(tmp_path / "results", RunSpec(ns=(1,), invalid=None)))
+    page = report_files.write_report(make_run(tmp_path / "results", RunSpec(ns=(1,), invalid=None)))
     assert_clean(open_page(page, tmp_path), images=6)
 
 
@@ -95,7 +95,7 @@ def test_store_comparison_and_a_wrong_store_s_report_load(tmp_path: Path):
     """The pages with the consistency section, its banner and the ranking paragraph."""
     root = tmp_path / "results"
     redis, memory = make_run(root, redis_like()), make_run(root, memory_like())
-    wrong = report.write_report(memory)
+    wrong = report_files.write_report(memory)
     assert_clean(open_page(wrong, tmp_path), images=6)
     page = compare_files.write_comparison(
         [("redis", redis), ("memory", memory)], root / "comparison"
@@ -108,7 +108,7 @@ def test_store_comparison_and_a_wrong_store_s_report_load(tmp_path: Path):
 
 def test_the_check_sees_a_broken_figure_and_a_script_error(tmp_path: Path):
     """The assertions above are real: a corrupt image and a console error are caught."""
-    good = report.write_report(make_run(tmp_path / "results"))
+    good = report_files.write_report(make_run(tmp_path / "results"))
     text = good.read_text()
     start = text.index("data:image/png;base64,") + len("data:image/png;base64,") + 200
     broken = tmp_path / "broken.html"

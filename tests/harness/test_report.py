@@ -25,7 +25,7 @@ from report_fixtures import (
 )
 
 from hscale import settings
-from hscale.analysis import figures, plot, report, usl
+from hscale.analysis import figures, plot, report, report_files, usl
 
 FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series")
 
@@ -34,7 +34,7 @@ FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One fixture run with its report written (drawing takes a few seconds: share it)."""
     path = make_run(tmp_path_factory.mktemp("results"))
-    assert report.write_report(path) == path / "report.html"
+    assert report_files.write_report(path) == path / "report.html"
     return path
 
 
@@ -162,7 +162,7 @@ def test_band_is_left_out_when_it_would_belong_to_another_fit(summary: dict):
 
 def test_report_without_a_fit(tmp_path: Path):
     run = make_run(tmp_path, RunSpec(ns=(2,), invalid=None))
-    page = assert_self_contained(report.write_report(run).read_text())
+    page = assert_self_contained(report_files.write_report(run).read_text())
     assert len(page.imgs) == len(FIGURES)
     assert "No scaling fit" in (run / "report.html").read_text()
     assert "No scaling fit" in (run / "report.md").read_text()
@@ -174,7 +174,7 @@ def test_missing_raw_tallies_still_give_a_report(tmp_path: Path):
     for tally in run.glob("points/*/t1/tally.json"):
         tally.unlink()
     # The series in summary.json stands in for a lost tally...
-    _, _, series = report.load_run(run)
+    _, _, series = report_files.load_run(run)
     assert sorted(series) == [(n, k) for n in (1, 2, 3, 4) for k in (1, 2)]
     # ... and without either, that trial is left out of the figure.
     summary = json.loads((run / "summary.json").read_text())
@@ -182,15 +182,15 @@ def test_missing_raw_tallies_still_give_a_report(tmp_path: Path):
         if t["trial"] == 1:
             del t["series"]
     (run / "summary.json").write_text(json.dumps(summary))
-    _, _, series = report.load_run(run)
+    _, _, series = report_files.load_run(run)
     assert sorted(series) == [(n, 2) for n in (1, 2, 3, 4)]
-    assert_self_contained(report.write_report(run).read_text())
+    assert_self_contained(report_files.write_report(run).read_text())
 
 
 def test_text_from_the_run_is_escaped(tmp_path: Path):
     error = "<script>alert('x')</script> & more"
     run = make_run(tmp_path, RunSpec(status="failed", extra={"error": error}))
-    text = report.write_report(run).read_text()
+    text = report_files.write_report(run).read_text()
     assert "<script>alert" not in text
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in text
 
@@ -219,7 +219,7 @@ def test_failed_fit_and_retried_trials_are_reported(tmp_path: Path):
     retried = {"replicas": 4, "trial": 2, "raw": "points/n4/t2", "notes": ["loadgen busy"]}
     extra = {"analysis": None, "analysis_error": "fit exploded", "retried_trials": [retried]}
     run = make_run(tmp_path, RunSpec(extra=extra))
-    text = report.write_report(run).read_text()
+    text = report_files.write_report(run).read_text()
     assert "the scaling fit failed (fit exploded)" in text
     assert "N = 4 trial 2 (points/n4/t2): loadgen busy" in text
     assert "No scaling fit: fit exploded." in (run / "report.md").read_text()
@@ -234,7 +234,7 @@ def test_plot_redraws_throughput_png(run: Path, summary: dict, tmp_path: Path):
 def test_a_run_that_failed_before_any_trial_still_gets_a_report(tmp_path: Path):
     extra = {"trials": [], "points": [], "error": "StartupError: nginx did not start"}
     run = make_run(tmp_path, RunSpec(status="failed", extra=extra))
-    page = assert_self_contained(report.write_report(run).read_text())
+    page = assert_self_contained(report_files.write_report(run).read_text())
     assert len(page.imgs) == len(FIGURES)  # placeholders saying there is nothing to draw
     assert "nginx did not start" in (run / "report.md").read_text()
 
@@ -246,7 +246,7 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("results")
     runs = {"redis": make_run(root, redis_like()), "memory": make_run(root, memory_like())}
     for path in runs.values():
-        report.write_report(path)
+        report_files.write_report(path)
     return runs
 
 
@@ -330,7 +330,7 @@ def test_runs_without_a_consistency_check_say_not_checked(tmp_path: Path, absent
     extra = {"consistency": None} if absent == "null" else {}
     run = make_run(tmp_path, RunSpec(trials=2, extra=extra))
     assert ("consistency" in json.loads((run / "summary.json").read_text())) == (absent == "null")
-    text = report.write_report(run).read_text()
+    text = report_files.write_report(run).read_text()
     page = assert_self_contained(text)
     assert "consistency-trials" not in page.tables and "consistency-banner" not in text
     assert re.search(r'<p id="consistency-verdict" class="">Not checked: ', text)
