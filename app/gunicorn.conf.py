@@ -7,6 +7,8 @@ Knobs (environment variables, with defaults):
   GUNICORN_WORKER_CLASS         gthread
   GUNICORN_THREADS              4
   GUNICORN_FORWARDED_ALLOW_IPS  127.0.0.1  the proxy allowed to set X-Forwarded-*
+  GUNICORN_APP                  refapp:create_app()  the WSGI app (hscale's APP_MODULE)
+  GUNICORN_CHDIR                this file's directory  where that app is imported from
 
 Run as ``gunicorn -c app/gunicorn.conf.py`` from any directory (``--chdir app`` and
 cwd=app work too); the app itself reads ``APP_*`` variables (see refapp/config.py).
@@ -34,10 +36,10 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = _env_int("GUNICORN_THREADS", 4)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
-wsgi_app = "refapp:create_app()"
-# Import refapp from this file's directory whatever the cwd (gunicorn puts chdir on
-# sys.path); a --chdir on the command line still overrides it.
-chdir = os.path.dirname(os.path.abspath(__file__))
+wsgi_app = os.environ.get("GUNICORN_APP") or "refapp:create_app()"
+# Import the app from this file's directory (or GUNICORN_CHDIR: your project) whatever the
+# cwd (gunicorn puts chdir on sys.path); a --chdir on the command line still overrides it.
+chdir = os.environ.get("GUNICORN_CHDIR") or os.path.dirname(os.path.abspath(__file__))
 
 # Workers touch their heartbeat file constantly; on a disk-backed /tmp (container
 # overlay filesystems) that can block and get healthy workers killed.

@@ -41,6 +41,9 @@ class LocustPlan:
     # total whatever the response times (loadtests/hscale_listener.py paces the users).
     load: str = "closed"
     rate: float | None = None
+    # Your own Locust file (LOCUSTFILE, APP/locustfile.py), run unchanged: hscale's hooks
+    # (loadtests/hscale_listener.py) are loaded beside it as a second locustfile.
+    own_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.load not in LOAD_MODELS:
@@ -81,10 +84,24 @@ def locust_options(plan: LocustPlan, locustfile: str, out: str) -> list[str]:
     ]
 
 
+def locustfiles(plan: LocustPlan, loadtests: str, own_file: str | None = None) -> str:
+    """Locust's -f: the scenario's file, or the user's file with hscale's hooks beside it
+    (paths as the Locust process sees them: `own_file` overrides plan.own_file)."""
+    own = own_file or plan.own_file
+    if own:
+        return f"{own},{loadtests}/{LISTENER}"
+    return f"{loadtests}/scenario_{plan.scenario}.py"
+
+
+LISTENER = "hscale_listener.py"
+# Tells the hooks that the Locust file is the user's: they set its users' wait_time.
+OWN_FILE_ENV = "HSCALE_OWN_LOCUSTFILE"
+
+
 def host_argv(plan: LocustPlan, out: Path) -> list[str]:
     """Locust on this host; with workers, --processes forks them under a master."""
     distributed = ["--processes", str(plan.workers)] if plan.workers else []
-    options = locust_options(plan, str(paths.locustfile(plan.scenario)), str(out))
+    options = locust_options(plan, locustfiles(plan, str(paths.LOADTESTS_DIR)), str(out))
     return [sys.executable, "-m", "locust", *options, *distributed]
 
 
@@ -121,6 +138,7 @@ def run_point(
         "HSCALE_LOAD": plan.load,
         "HSCALE_USERS": str(plan.users),
         **({"HSCALE_RATE": str(plan.rate)} if plan.load == "rate" else {}),
+        **({OWN_FILE_ENV: "1"} if plan.own_file else {}),
     }
     argv, env = launcher(plan, out, hscale_env) if launcher else (host_argv(plan, out), {})
     if group is not None and launcher is None:

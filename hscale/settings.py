@@ -108,6 +108,15 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _path(name: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/%?=&+-]*", raw):
+            raise UsageError(f"{name} must be a URL path such as /healthz, got {raw!r}")
+        return raw
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
@@ -128,10 +137,67 @@ KNOBS: tuple[Knob, ...] = (
     ),
     Knob(
         "STORE",
-        "redis",
+        None,
         _choice("STORE", lambda: tuple(stores.STORES)),  # read late: the registry decides
-        "the shared data store: redis, memcached, postgres, or memory (a dict in each "
-        "process, not shared: fast and wrong, the anti-pattern)",
+        "the shared data store: redis, memcached, postgres, memory (the reference app's dict "
+        "in each process, not shared: the anti-pattern) or none (your app without one)",
+        "redis; none with APP or IMAGE",
+    ),
+    Knob(
+        "APP",
+        None,
+        _text,
+        "your app: a directory with a WSGI app and requirements.txt or pyproject.toml, run "
+        "as the replicas instead of the reference app (docs/your-app.md)",
+        "the reference app",
+    ),
+    Knob(
+        "APP_MODULE",
+        None,
+        _text,
+        "APP's WSGI app for gunicorn: package.module:app or package:create_app()",
+        "guessed when APP has one candidate",
+    ),
+    Knob(
+        "IMAGE",
+        None,
+        _text,
+        "docker/swarm: a prebuilt image of your app to run as the replicas (name:tag)",
+        "built from APP",
+    ),
+    Knob(
+        "APP_CONTAINER_PORT",
+        "8000",
+        _int("APP_CONTAINER_PORT", 1, 65535),
+        "the port your IMAGE's app listens on inside its container",
+    ),
+    Knob(
+        "APP_INIT",
+        None,
+        _text,
+        "a one-shot shell command run once, with the store's variables, before the "
+        "replicas start (e.g. flask --app app init-db)",
+        "none",
+    ),
+    Knob(
+        "HEALTH_PATH",
+        None,
+        _path("HEALTH_PATH"),
+        "the path that answers 2xx when a replica is ready",
+        "/readyz for the reference app, / for yours",
+    ),
+    Knob(
+        "READY_TIMEOUT",
+        "60",
+        _seconds("READY_TIMEOUT", 1),
+        "seconds a replica has to answer HEALTH_PATH before the sweep stops",
+    ),
+    Knob(
+        "LOCUSTFILE",
+        None,
+        _text,
+        "your own Locust file, run unchanged (hscale's hooks attach from outside)",
+        "APP/locustfile.py, else SCENARIO's",
     ),
     Knob(
         "TRIALS",
@@ -309,6 +375,14 @@ class Settings:
     app_port: int
     store_port: int
     results: str
+    app: str | None = None
+    app_module: str | None = None
+    image: str | None = None
+    app_container_port: int = 8000
+    app_init: str | None = None
+    health_path: str | None = None
+    ready_timeout: float = 60.0
+    locustfile: str | None = None
     host_cpus: int = field(default=os.cpu_count() or 1)
 
     def users_at(self, n: int) -> int:
@@ -375,7 +449,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
     return Settings(
         sweep=sweep,
         scenario=parsed["SCENARIO"],
-        store=parsed["STORE"],
+        store=parsed["STORE"] or ("none" if parsed["APP"] or parsed["IMAGE"] else "redis"),
         trials=parsed["TRIALS"],
         ci_target=parsed["CI_TARGET"],
         max_trials=parsed["MAX_TRIALS"],
@@ -404,6 +478,14 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         app_port=parsed["APP_PORT"],
         store_port=parsed["STORE_PORT"],
         results=parsed["RESULTS"],
+        app=parsed["APP"],
+        app_module=parsed["APP_MODULE"],
+        image=parsed["IMAGE"],
+        app_container_port=parsed["APP_CONTAINER_PORT"],
+        app_init=parsed["APP_INIT"],
+        health_path=parsed["HEALTH_PATH"],
+        ready_timeout=parsed["READY_TIMEOUT"],
+        locustfile=parsed["LOCUSTFILE"],
         host_cpus=cpus,
     )
 

@@ -28,6 +28,11 @@ class Store:
     package: str | None = None  # the Debian package of its local server binaries
     binaries: tuple[str, ...] = ()  # those binaries
     runtimes: tuple[str, ...] = tuple(RUNTIMES)  # the runtimes that can start it
+    # Your app (APP, IMAGE) gets the conventional variable beside the reference app's
+    # APP_* one: (conventional name, the APP_* variable it copies).
+    user_env: tuple[tuple[str, str], ...] = ()
+    for_reference: bool = True  # the reference app has a backend for it
+    for_user_apps: bool = True  # APP and IMAGE can use it
 
     def local_class(self) -> type:
         module, _, cls = self.local.partition(":")
@@ -46,6 +51,7 @@ STORES: dict[str, Store] = {
             version_cmd=("redis-server", "--version"),
             package="redis-server",
             binaries=("redis-server",),
+            user_env=(("REDIS_URL", "APP_REDIS_URL"),),
         ),
         Store(
             "memcached",
@@ -56,6 +62,7 @@ STORES: dict[str, Store] = {
             version_cmd=("memcached", "-V"),
             package="memcached",
             binaries=("memcached",),
+            user_env=(("MEMCACHED_SERVERS", "APP_MEMCACHED_SERVER"),),
         ),
         Store(
             "postgres",
@@ -67,14 +74,30 @@ STORES: dict[str, Store] = {
             needs_init=True,
             package="postgresql",
             binaries=("postgres",),
+            user_env=(("DATABASE_URL", "APP_POSTGRES_DSN"),),
         ),
         Store(
             "memory",
             "no server: each app process keeps its own dict (the anti-pattern)",
             f"{_LOCAL}:MemoryStore",
+            for_user_apps=False,
+        ),
+        Store(
+            "none",
+            "no store: your app keeps no shared state (APP or IMAGE only)",
+            f"{_LOCAL}:NoStore",
+            for_reference=False,
         ),
     )  # fmt: skip
 }
+
+
+def with_user_env(name: str, app_env: dict[str, str]) -> dict[str, str]:
+    """A replica's store variables: the APP_* ones and their conventional names."""
+    return {
+        **app_env,
+        **{conv: app_env[var] for conv, var in STORES[name].user_env if var in app_env},
+    }
 
 
 def supported(runtime: str) -> tuple[str, ...]:

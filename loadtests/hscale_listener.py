@@ -1,12 +1,13 @@
 """Locust event hooks shared by every scenario: the numbers hscale reads.
 
-Imported by each locustfile. It keeps a tally of the measurement window only:
+Imported by each scenario file, or loaded beside your own Locust file as a second
+locustfile (`-f yours.py,hscale_listener.py`: yours needs no change). It keeps a tally of the measurement window only:
 warm-up requests are discarded by resetting Locust's own stats and this tally
 after HSCALE_WARMUP seconds, so Locust's CSV/JSON and hscale agree.
 
 It records every response time into an HdrHistogram (exact percentiles; Locust's
-own buckets keep ~2 significant digits), counts the X-Replica header of every
-response (proof that each replica got traffic), keeps a per-second series and
+own buckets keep ~2 significant digits), counts the X-Upstream header that nginx puts
+on every response (proof that each replica got traffic, for any app), keeps a per-second series and
 catches Locust's cpu_warning (the load generator itself is saturated).
 
 Run distributed (a master and workers), each worker ships what it recorded since its
@@ -53,6 +54,14 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 PHASE_MESSAGE = "hscale_phase"
+UPSTREAM_HEADER = "X-Upstream"  # set by nginx: the replica that answered (nginx.conf.template)
+
+
+def served_by(value: str | None) -> str | None:
+    """The last server nginx tried, as hscale.runtimes.base.served_by reads it."""
+    if not value:
+        return None
+    return value.replace(" : ", ", ").split(",")[-1].strip() or None
 
 _user = gevent.local.local()  # per greenlet, i.e. per user: next_send, intended
 
@@ -274,6 +283,11 @@ def on_init(environment, **_kw) -> None:
 
         runner.register_message(PHASE_MESSAGE, on_phase)
         return
+    if os.environ.get("HSCALE_OWN_LOCUSTFILE") == "1":
+        # Your own file, unchanged: LOAD decides the pacing (closed: none, the maximum
+        # throughput; rate: the open-loop schedule), not the file's wait_time.
+        for user_class in environment.user_classes:
+            user_class.wait_time = pacing
     _check_open_loop(environment)
     if isinstance(runner, MasterRunner):
         environment.events.worker_report.add_listener(on_worker_report)
@@ -282,7 +296,7 @@ def on_init(environment, **_kw) -> None:
 @events.request.add_listener
 def on_request(response_time, response=None, exception=None, start_time=None, **_kw) -> None:
     headers = getattr(response, "headers", None)
-    replica = headers.get("X-Replica") if headers else None
+    replica = served_by(headers.get(UPSTREAM_HEADER)) if headers else None
     # Fired in the user's greenlet: its pending intended send, if any, is this request's.
     intended, lag_ms = getattr(_user, "intended", None), None
     if intended is not None and start_time is not None:

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from hscale import target
 from hscale.cgroups import CpuCounters
+from hscale.settings import Settings
+
+# nginx names the upstream that served each response in this header (nginx.conf.template),
+# so the split is proved without the app's help, for any app.
+UPSTREAM_HEADER = "X-Upstream"
+
+
+def served_by(value: str | None) -> str | None:
+    """The upstream that answered, from nginx's $upstream_addr: the last of the servers it
+    tried ("a:1, b:2" after a retry, "a:1 : b:2" after an internal redirect)."""
+    if not value:
+        return None
+    return value.replace(" : ", ", ").split(",")[-1].strip() or None
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,12 @@ class Runtime(ABC):
     """Start the stack, resize it to N replicas, expose its endpoint, count CPU, stop it."""
 
     name: str
+    s: Settings
+
+    @cached_property
+    def target(self) -> target.Target:
+        """What runs as the replicas (the reference app, APP or IMAGE) and its Locust file."""
+        return target.resolve(self.s)
 
     @abstractmethod
     def preflight(self) -> None:
@@ -50,7 +71,12 @@ class Runtime(ABC):
 
     @abstractmethod
     def replicas(self) -> list[str]:
-        """X-Replica names of the replicas now running."""
+        """Names of the replicas now running."""
+
+    @abstractmethod
+    def upstreams(self) -> dict[str, str]:
+        """Each running replica's address as nginx's $upstream_addr shows it ("ip:port"),
+        mapped to its name in replicas(): how a response's X-Upstream names its replica."""
 
     @abstractmethod
     def components(self) -> list[Component]: ...

@@ -126,6 +126,18 @@ class MemoryStore(LocalStore):
         }
 
 
+class NoStore(LocalStore):
+    """STORE=none: your app keeps no shared state, so nothing starts."""
+
+    name = "none"
+
+    def app_env(self) -> dict[str, str]:
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name, "process": None, "shared": False}
+
+
 class RedisStore(LocalStore):
     name = "redis"
     uses_port = True
