@@ -59,6 +59,11 @@ compare-runs: setup
 	@test -n "$(strip $(RUNS))" || { echo 'usage: make compare-runs RUNS="results/<a> results/<b> ..."' >&2; exit 2; }
 	$(BIN)/hscale compare $(RUNS) $(if $(OUT),--out '$(OUT)') $(foreach l,$(LABELS),--label '$(l)')
 
+.PHONY: init ## write a starter Locust file from your app's URL map: make init APP=path [APP_MODULE=m:app] [OUT=file] [FORCE=1]
+init: setup
+	@test -n "$(strip $(APP))" || { echo 'usage: make init APP=path/to/project [APP_MODULE=module:app] [OUT=file] [FORCE=1]' >&2; exit 2; }
+	$(BIN)/hscale init '$(APP)' $(if $(APP_MODULE),--app-module '$(APP_MODULE)') $(if $(OUT),--out '$(OUT)') $(if $(FORCE),--force)
+
 .PHONY: knobs ## list every knob with its default
 knobs: setup
 	@$(BIN)/hscale knobs

@@ -91,6 +91,19 @@ class Analysis(TypedDict):
     verdict: NotRequired[str]
 
 
+class Target(TypedDict):
+    kind: Literal["reference", "project", "image"]
+    name: str
+    wsgi: str | None
+    project: str | None
+    image: str | None
+    port: int
+    health_path: str
+    init: str | None
+    locustfile: str
+    consistency_checked: bool
+
+
 class Summary(TypedDict):
     schema_version: int
     run_id: NotRequired[str]
@@ -99,6 +112,7 @@ class Summary(TypedDict):
     ended_at: NotRequired[str | None]
     error: NotRequired[str | None]
     scenario: NotRequired[str]
+    target: NotRequired[Target]
     runtime: NotRequired[str]
     trials: list[Trial]
     points: list[Point]

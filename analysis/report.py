@@ -255,8 +255,13 @@ def consistency_ok(checked: Mapping | None) -> bool | None:
     return bool(checked.get("consistent"))
 
 
-def consistency_line(checked: Mapping | None) -> str:
+def consistency_line(checked: Mapping | None, target: Mapping | None = None) -> str:
     """The run's verdict on its shared state, with the numbers either way."""
+    if target and not target.get("consistency_checked", True):
+        return (
+            "Not checked: the consistency check reads the reference app's own endpoints "
+            "(/counter, /kv, /session), which this app does not have."
+        )
     if not checked:
         return "Not checked: this run's summary has no consistency check of the shared state."
     trials = checked.get("trials") or 0
@@ -481,7 +486,7 @@ def markdown(summary: Mapping, manifest: Mapping, figure_names: Sequence[str]) -
 def consistency_markdown(summary: Mapping) -> list[str]:
     """The Consistency section of report.md: the run's verdict, then a row per trial."""
     checked = summary.get("consistency")
-    lines = ["#### Consistency", "", consistency_line(checked), ""]
+    lines = ["#### Consistency", "", consistency_line(checked, summary.get("target")), ""]
     header, rows = consistency_table(summary)
     if consistency_ok(checked) is None or not rows:
         return lines
@@ -529,7 +534,7 @@ def html(summary: Mapping, manifest: Mapping, pngs: Mapping[str, bytes]) -> str:
             models=model_rows(analysis),
             model_line=model_line(analysis, summary.get("analysis_error")),
             retried=retried_rows(summary),
-            consistency=consistency_line(summary.get("consistency")),
+            consistency=consistency_line(summary.get("consistency"), summary.get("target")),
             consistency_ok=consistency_ok(summary.get("consistency")),
             consistency_table=consistency_table(summary),
             fit=fit_rows(analysis),

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for knob in settings.KNOBS:
             default = knob.default if knob.default is not None else knob.derived
             text = f"{knob.help} (default {default})"
-            p.add_argument(_flag(knob), dest=knob.name, metavar="VALUE", help=text)
+            help_text = text.replace("%", "%%")  # argparse %-formats help
+            p.add_argument(_flag(knob), dest=knob.name, metavar="VALUE", help=help_text)
         p.add_argument(
             "--set",
             action="append",
@@ -85,6 +86,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="name a run in tables and figures (default: its directory name)",
     )
     sub.add_parser("knobs", help="list every knob with its default")
+    init = sub.add_parser("init", help="write a starter Locust file from your app's URL map")
+    init.add_argument("app", metavar="APP", help="your project: a WSGI app and its requirements")
+    init.add_argument(
+        "--app-module", metavar="M", help="its WSGI app, module:app or package:create_app()"
+    )
+    init.add_argument("--out", metavar="FILE", help="where to write (default APP/locustfile.py)")
+    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     return parser.parse_args(argv)
 
 
@@ -120,12 +128,15 @@ def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from hscale import target as targets
     from hscale.analysis.report_files import write_report
-    from hscale.sweep import OVERHEAD_S, run_sweep
+    from hscale.sweep import OVERHEAD_S, run_sweep, scenario_name
 
     s = settings.load(knob_values(args))
+    tgt = targets.resolve(s)  # APP, IMAGE, LOCUSTFILE: usage errors before anything starts
+    what = scenario_name(tgt, s)
     root = Path(s.results)
-    run_id = new_run_id(s.scenario)
+    run_id = new_run_id(what if tgt.reference else f"{tgt.name}-{Path(what).stem}")
     runtime = runtimes.create(s, run_id, root / run_id / "runtime")
     try:
         if s.loadgen_cpus:
@@ -136,7 +147,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise
     rd = RunDir(root, run_id)
     err_console.print(
-        f"hscale: sweep N={' '.join(map(str, s.sweep))}, scenario {s.scenario}, runtime "
+        f"hscale: sweep N={' '.join(map(str, s.sweep))}, "
+        + (f"scenario {what}" if tgt.reference else f"{tgt.kind} {tgt.name} loaded by {what}")
+        + f", store {s.store}, runtime "
         f"{runtime.name}, {s.replica_cpus:g} CPU/replica ({s.replica_cpus_source}), "
         f"{s.trials} trial(s) of {s.warmup:g}s warm-up + {s.duration:g}s per N"
         + (
@@ -321,6 +334,14 @@ def cmd_knobs(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from hscale.starter import write_starter
+
+    _, summary = write_starter(args.app, args.app_module, args.out, args.force)
+    print(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     handler = {
@@ -332,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "compare": cmd_compare,
         "compare-stores": cmd_compare_stores,
+        "init": cmd_init,
     }
     try:
         return handler[args.command](args)

@@ -128,8 +128,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def wait_http(url: str, proc: ManagedProcess, timeout: float = 20.0, expect: int = 200) -> None:
-    """Poll url until it answers `expect`; fail fast if the process dies meanwhile."""
+def wait_http(
+    url: str, proc: ManagedProcess, timeout: float = 20.0, ok: range = range(200, 201)
+) -> None:
+    """Poll url until its status is in `ok`; fail fast if the process dies meanwhile, and
+    name the log with its last lines either way."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -139,15 +142,16 @@ def wait_http(url: str, proc: ManagedProcess, timeout: float = 20.0, expect: int
                 f"log {proc.log}:\n{proc.log_tail()}"
             )
         try:
-            r = requests.get(url, timeout=1.0)
-            if r.status_code == expect:
+            r = requests.get(url, timeout=1.0, allow_redirects=False)
+            if r.status_code in ok:
                 return
             last = f"HTTP {r.status_code}"
         except requests.RequestException as exc:
             last = type(exc).__name__
         time.sleep(0.1)
     raise StartupError(
-        f"{proc.name} not ready at {url} after {timeout:g} s ({last}); log {proc.log}"
+        f"{proc.name} not ready at {url} after {timeout:g} s ({last}); log {proc.log}:\n"
+        f"{proc.log_tail()}"
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ def write_json(path: Path, payload: Any) -> None:
 
 def new_run_id(label: str) -> str:
     """Time-sortable and unique: a random suffix keeps two runs in one second apart."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40] or "run"
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(3)}"
 
 

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hscale import cgroups, loadgen, procs, sysinfo
+from hscale import cgroups, loadgen, paths, procs, smoke, sysinfo
 from hscale.analysis import aggregate, consistency, precision
 from hscale.analysis.advice import advice
 from hscale.ballast import Ballast
@@ -32,6 +32,7 @@ from hscale.schedule import (
     wanted_trials,
 )
 from hscale.settings import Settings, bench_command
+from hscale.target import Target
 from hscale.trial import Stage, host_counters, make_trial, stored_histogram
 from hscale.verify import read_counters, verify
 
@@ -83,7 +84,8 @@ def new_summary(s: Settings, rd: RunDir, runtime: Runtime, prior: dict) -> dict:
         "started_at": prior.get("started_at") or now_iso(),
         "ended_at": None,
         "error": None,
-        "scenario": s.scenario,
+        "scenario": scenario_name(runtime.target, s),
+        "target": runtime.target.as_dict(),
         "runtime": runtime.name,
         "load": {"model": s.load, "rate_rps": s.rate},
         "trial_plan": prior.get("trial_plan")
@@ -135,6 +137,7 @@ class Sweep:
         self.clock: float | None = None  # when the stack first answered: TIME_BUDGET counts from it
         self.warm_s = 0.0  # the warm-up trial's wall time, not a measured trial's cost
         self.stopped_by: str | None = None
+        self.smoked = False  # your Locust file's routes were tried once (smoke.py)
 
     # -- steps ------------------------------------------------------------------------
     def begin(self) -> None:
@@ -174,7 +177,15 @@ class Sweep:
         if self.s.ballast:
             self.ballast.resize(max(self.s.sweep) - n)
         self.progress(f"{label}: verifying endpoints through nginx", base + 2)
-        verify(self.runtime.endpoint, self.runtime.replicas(), shared=self.s.store != "memory")
+        target = self.runtime.target
+        verify(
+            self.runtime.endpoint, self.runtime.upstreams(), shared=self.s.store != "memory",
+            reference=target.reference, health_path=target.health_path,
+        )  # fmt: skip
+        if not target.reference and not self.smoked:
+            self.progress(f"{label}: every route of {target.locustfile.name} once", base + 2)
+            smoke.check_routes(self.load, n, self.rd.path / "points" / "smoke")
+            self.smoked = True
 
     def warm_up(self, n: int, base: float) -> None:
         """The first trial of a cold stack and host runs slow: load it once, discard it."""
@@ -200,7 +211,8 @@ class Sweep:
         """Trial k at N: its record, and the histogram; (record, None) when it must run
         again with more Locust workers (kept on disk, listed in retried_trials)."""
         s, runtime = self.s, self.runtime
-        before = read_counters(runtime.endpoint, runtime.replicas())
+        checked = runtime.target.reference  # the consistency check needs its endpoints
+        before = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
         users = s.users_at(n)
         out = self.rd.trial_dir(n, k, self.attempt)
         t0 = time.monotonic()
@@ -210,10 +222,12 @@ class Sweep:
             self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
 
         run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick)
-        after = read_counters(runtime.endpoint, runtime.replicas())
+        after = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
         stage = Stage(s, runtime, self.limits, self.rd.path)
         trial = make_trial(stage, n, k, len(self.trials), plan, run, out, host_speed)
-        trial["consistency"] = consistency.judge(run.tally.get("consistency"), before, after)
+        trial["consistency"] = (
+            consistency.judge(run.tally.get("consistency"), before, after) if checked else None
+        )
         more = more_loadgen_workers(trial, s, self.workers)
         if more is None:
             return trial, run.tally["histogram"]
@@ -313,9 +327,11 @@ class Sweep:
             probe_s = reading[1] if reading else 0
             return {**self.runtime.counters(), **host_counters(self.ballast, probe_s)}
 
+        own = self.runtime.target.locustfile
         plan = loadgen.LocustPlan(
             s.scenario, self.runtime.endpoint, s.users_at(n), seconds, self.workers,
             load=s.load, rate=s.rate,
+            own_file=None if own == paths.locustfile(s.scenario) else str(own),
         )  # fmt: skip
         if s.loadgen_cpus and self.loadgen_group is None:
             self.loadgen_group = CpuGroup(
@@ -370,6 +386,13 @@ def run_sweep(
     return sweep.summary
 
 
+def scenario_name(target: Target, s: Settings) -> str:
+    """What loaded the app: the scenario, or the name of your Locust file."""
+    if target.locustfile == paths.locustfile(s.scenario):
+        return s.scenario
+    return target.locustfile.name
+
+
 def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     info = runtime.info()
     binaries: dict[str, str] = {
@@ -389,6 +412,7 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
             **info.details,
         },
         "config": s.as_dict(),
+        "target": runtime.target.as_dict(),
         "started_at": started,
     }
 
@@ -416,7 +440,9 @@ def judge(summary: dict, trials: list[dict], histograms: dict, s: Settings, tria
     for t, x in zip(trials, cv.pop("adjusted"), strict=True):
         t["throughput_adj_rps"] = x if cv["used"] else None
     summary["precision"] = cv
-    summary["consistency"] = consistency.summarize([t["consistency"] for t in trials])
+    checked = [t["consistency"] for t in trials if t.get("consistency") is not None]
+    # None: not checked (your app has not the reference endpoints the check needs).
+    summary["consistency"] = consistency.summarize(checked) if checked else None
     summary["points"] = aggregate.points(
         trials, histograms, s.load == "closed", fitted=1 if cv["used"] else 0
     )

@@ -188,9 +188,8 @@ def _sources(project: Path, depth: int = 2) -> list[Path]:
     for path in project.iterdir():
         if path.is_file() and path.suffix == ".py" and path.name != "locustfile.py":
             out.append(path)
-        elif path.is_dir() and depth > 1 and path.name not in SKIP_DIRS:
-            if (path / "__init__.py").is_file():
-                out += [p for p in _sources(path, depth - 1)]
+        elif depth > 1 and path.name not in SKIP_DIRS and (path / "__init__.py").is_file():
+            out += _sources(path, depth - 1)
     return out
 
 

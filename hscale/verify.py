@@ -1,5 +1,7 @@
-"""Before any load: every endpoint answers correctly through the proxy, and every
-replica is reachable through it (proved by X-Replica, not by reading config)."""
+"""Before any load: every endpoint answers correctly through the proxy (the reference
+app's, checked one by one; your app's, by a smoke run of its Locust file in the sweep),
+and every replica is reachable through it, proved by nginx's X-Upstream header on each
+response (not by reading config, and without the app's help)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import uuid
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from hscale.runtimes.base import UPSTREAM_HEADER, served_by
 
 
 class VerificationError(RuntimeError):
@@ -52,17 +56,34 @@ def check_endpoints(base: str, session: requests.Session, shared: bool = True) -
     _expect(get("/work?ms=abc"), 400, "GET /work?ms=abc (bad input)")
 
 
+def replica_of(resp: requests.Response, upstreams: dict[str, str]) -> str:
+    """The replica that answered, by name; its address if no running replica has it."""
+    address = served_by(resp.headers.get(UPSTREAM_HEADER)) or ""
+    return upstreams.get(address, address)
+
+
 def check_replicas(
-    base: str, expected: list[str], session: requests.Session, timeout: float = 15.0
+    base: str,
+    upstreams: dict[str, str],
+    session: requests.Session,
+    path: str = "/json",
+    timeout: float = 15.0,
 ) -> dict[str, int]:
-    """Send rounds of requests until one round reaches every expected replica and no other
-    (old nginx workers may still route the previous set for a moment after a reload)."""
+    """Send rounds of GET path until one round reaches every running replica and no other
+    (old nginx workers may still route the previous set for a moment after a reload),
+    each answering below 400."""
+    expected = sorted(set(upstreams.values()))
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = {}
         for _ in range(4 * len(expected)):
-            replica = session.get(base + "/json", timeout=5).headers.get("X-Replica", "")
+            resp = session.get(base + path, timeout=5, allow_redirects=False)
+            if resp.status_code >= 400:
+                raise VerificationError(
+                    f"GET {path} through nginx answered HTTP {resp.status_code}: {resp.text[:200]}"
+                )
+            replica = replica_of(resp, upstreams)
             seen[replica] = seen.get(replica, 0) + 1
         if set(seen) == set(expected):
             return seen
@@ -74,25 +95,36 @@ def check_replicas(
     )
 
 
-def verify(base: str, expected: list[str], shared: bool = True) -> dict[str, int]:
+def verify(
+    base: str,
+    upstreams: dict[str, str],
+    shared: bool = True,
+    reference: bool = True,
+    health_path: str = "/json",
+) -> dict[str, int]:
+    """The reference app's endpoints, then the split; for your app, the split on its
+    HEALTH_PATH (its routes are checked by the smoke run of its Locust file)."""
     with requests.Session() as session:
         # A reloading nginx closes idle keep-alive connections: retry those, never answers.
         session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
-        check_endpoints(base, session, shared)
-        return check_replicas(base, expected, session)
+        if reference:
+            check_endpoints(base, session, shared)
+            return check_replicas(base, upstreams, session)
+        return check_replicas(base, upstreams, session, path=health_path)
 
 
-def read_counters(base: str, expected: list[str], timeout: float = 10.0) -> dict[str, int]:
+def read_counters(base: str, upstreams: dict[str, str], timeout: float = 10.0) -> dict[str, int]:
     """GET /counter through the proxy until every replica has answered: its value, by
     replica. With a shared store they agree; with an unshared one each has its own."""
+    expected = set(upstreams.values())
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout
     with requests.Session() as session:
         session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
-        while set(expected) - set(seen) and time.monotonic() < deadline:
+        while expected - set(seen) and time.monotonic() < deadline:
             resp = session.get(base + "/counter", timeout=5)
-            replica = resp.headers.get("X-Replica", "")
-            if resp.status_code == 200 and replica:
+            replica = replica_of(resp, upstreams)
+            if resp.status_code == 200 and replica in expected:
                 seen[replica] = int(_expect(resp, 200, "GET /counter")["value"])
     if set(expected) - set(seen):
         raise VerificationError(

@@ -1,15 +1,21 @@
 """Running docker compose (the v2 plugin where present, else docker-compose v1) for one
-project, with the environment that fills docker-compose.yml's variables."""
+project, with the environment that fills docker-compose.yml's variables, and the
+override files hscale generates for your app (APP, IMAGE) and your Locust file."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
+from typing import Any
 
-from hscale import paths
+import yaml
+
+from hscale import paths, stores
 from hscale.errors import UsageError
 
 COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
@@ -30,15 +36,23 @@ def command() -> tuple[str, ...]:
 
 
 class Compose:
-    def __init__(self, project: str, env: dict[str, str], profiles: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        project: str,
+        env: dict[str, str],
+        profiles: tuple[str, ...] = (),
+        overrides: tuple[Path, ...] = (),
+    ) -> None:
         self.project, self.env, self.profiles = project, env, profiles
+        self.overrides = overrides  # merged over docker-compose.yml, in this order
 
     def argv(self, *args: str) -> list[str]:
         # v1 applies deploy.resources (the limits swarm also reads) only in compatibility
         # mode; v2 always does.
         compat = ["--compatibility"] if command() == ("docker-compose",) else []
         profiles = [arg for p in self.profiles for arg in ("--profile", p)]
-        return [*command(), *compat, "-p", self.project, "-f", str(COMPOSE_FILE), *profiles, *args]
+        files = [arg for f in (COMPOSE_FILE, *self.overrides) for arg in ("-f", str(f))]
+        return [*command(), *compat, "-p", self.project, *files, *profiles, *args]
 
     def run(
         self,
@@ -89,3 +103,56 @@ class Compose:
 
 class ComposeError(RuntimeError):
     pass
+
+
+def write_override(path: Path, services: dict[str, Any]) -> Path:
+    """A compose file of `services` patches, merged over docker-compose.yml by compose's
+    own rules (mappings by key, volumes by target path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"services": services}, sort_keys=False))
+    return path
+
+
+def app_service() -> dict[str, Any]:
+    """docker-compose.yml's app service as written (variables not filled in)."""
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    service: dict[str, Any] = doc["services"]["app"]
+    return service
+
+
+def app_environment(env: dict[str, str], store: str, user: bool) -> dict[str, str]:
+    """The app service's environment with `env` filled in, as a replica gets it (your
+    app: with user_app_patch's variables): for a one-off container outside compose."""
+    raw = {**app_service()["environment"]}
+    if user:
+        raw.update(user_app_patch(store).get("environment", {}))
+    return {name: _fill(str(value), env) for name, value in raw.items()}
+
+
+def _fill(value: str, env: dict[str, str]) -> str:
+    """${VAR}, ${VAR:?} and ${VAR:-default} as compose fills them."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, default = m.group(1), m.group(2) or "", m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise ValueError(f"{name} is not set")
+        return default
+
+    return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, value)
+
+
+def user_app_patch(store: str) -> dict[str, Any]:
+    """What your app's replicas get instead of the reference app's service settings:
+    no healthcheck (your image may have neither bash nor /readyz; hscale waits for
+    HEALTH_PATH through nginx instead), and the store's conventional variables
+    (REDIS_URL, ...) beside the APP_* ones, as `${...}` references: no password in it."""
+    env = app_service()["environment"]
+    conventional = {conv: env[var] for conv, var in stores.STORES[store].user_env if var in env}
+    # test NONE, not disable: compose v1 merges the mapping, and refuses disable beside the
+    # reference app's interval and retries.
+    patch: dict[str, Any] = {"healthcheck": {"test": ["NONE"]}}
+    if conventional:
+        patch["environment"] = conventional
+    return patch

@@ -1,13 +1,17 @@
 """The docker runtime: docker-compose.yml's stack (N app containers, each with its own
 CPU and memory limit, behind an nginx container, sharing the store container that STORE
-selects: redis, memcached, postgres, or none for memory), CPU counters from the Docker
-Engine API."""
+selects: redis, memcached, postgres, or none for memory and STORE=none), CPU counters
+from the Docker Engine API. The app containers run the target: the reference app, your
+project built as an image (APP=path), or your prebuilt image (IMAGE=name:tag)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +27,8 @@ from hscale.cgroups import CpuCounters
 from hscale.errors import UsageError
 from hscale.procs import StartupError, cpu_seconds, port_in_use
 from hscale.runtimes import images
-from hscale.runtimes.base import Component, Runtime, RuntimeInfo
-from hscale.runtimes.compose import Compose, command
+from hscale.runtimes.base import UPSTREAM_HEADER, Component, Runtime, RuntimeInfo, served_by
+from hscale.runtimes.compose import Compose, command, user_app_patch, write_override
 from hscale.runtimes.local_stores import max_connections
 from hscale.settings import Settings
 
@@ -35,6 +39,10 @@ SAMPLE_S = 0.5
 # of a store whose entry (hscale/stores.py) needs it; --wait covers a store that passed
 # its healthcheck a moment before it accepts the role.
 INIT_STORE = ("python", "-m", "refapp.init_store", "--wait", "30")
+REFERENCE_READY_S = 90  # the reference app's replicas: healthy and routed within this
+# Where a containerised Locust finds your Locust file's directory (read-only).
+OWN_LOCUST_DIR = "/hscale/locust"
+LOG_TAIL = 3  # lines of a failing container's log in a one-line error
 
 
 def engine() -> docker.DockerClient:
@@ -69,6 +77,11 @@ class DockerRuntime(Runtime):
         self.store_entry = stores.STORES[settings.store]
         self.store_service = self.store_entry.service  # None: memory, no server
         self.extra_env: dict[str, str] = {}
+        self.app_image: str | None = None  # known once built (APP) or checked (IMAGE)
+        # Compose files merged over docker-compose.yml: your app's, your Locust file's.
+        self._app_override: Path | None = None
+        self._locust_override: Path | None = None
+        self._staged: Path | None = None  # a copy of your Locust file's directory
         self.client: docker.DockerClient | None = None
         self._started = False
         self._stopped = False
@@ -82,6 +95,9 @@ class DockerRuntime(Runtime):
         self.compose_cmd = " ".join(command())
         if port_in_use(self.s.port):
             raise UsageError(f"port {self.s.port} (PORT, nginx) is already in use on 127.0.0.1")
+        if self.target.image:  # IMAGE: there, or pullable, before anything starts
+            images.ensure_image(self.target.image)
+            self.app_image = self.target.image
 
     @property
     def endpoint(self) -> str:
@@ -103,7 +119,9 @@ class DockerRuntime(Runtime):
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "APP_IMAGE": f"hscale-app:{__version__}",
+            # Until your project's image is built, the reference tag fills the variable.
+            "APP_IMAGE": self.app_image or f"hscale-app:{__version__}",
+            "UPSTREAM_PORT": str(self.target.port),
             "NGINX_PROXY_IMAGE": f"hscale-nginx:{__version__}",
             "STORE": self.s.store,
             "REDIS_PASSWORD": self.password,
@@ -126,7 +144,22 @@ class DockerRuntime(Runtime):
         profiles: tuple[str, ...] = ("loadgen",) if self.s.loadgen_workers else ()
         if self.store_entry.profile:  # redis has none: it is the default
             profiles += (self.store_entry.profile,)
-        return Compose(self.project, self.env(), profiles)
+        if not self.target.reference and self._app_override is None:
+            self._app_override = self._write_app_override()
+        overrides = tuple(p for p in (self._app_override, self._locust_override) if p)
+        return Compose(self.project, self.env(), profiles, overrides)
+
+    def _write_app_override(self) -> Path:
+        """Your app's replicas: no reference healthcheck, nginx starts once they have
+        started (hscale then waits for HEALTH_PATH through nginx), the store's conventional
+        variables beside the APP_* ones."""
+        return write_override(
+            self.workdir / "compose.app.yml",
+            {
+                "app": user_app_patch(self.s.store),
+                "nginx": {"depends_on": {"app": {"condition": "service_started"}}},
+            },
+        )
 
     def loadgen_launcher(self):
         return self._launch_locust if self.s.loadgen_workers else None
@@ -135,6 +168,7 @@ class DockerRuntime(Runtime):
         """Workers as containers (started afresh: they quit with each point's master),
         and the command that runs this point's master beside them."""
         workers = plan.workers
+        own_file = self._stage_locustfile(plan.own_file) if plan.own_file else None
         self.compose().run(
             "up", "-d", "--no-deps", "--scale", f"locust-worker={workers}", "locust-worker"
         )
@@ -145,9 +179,8 @@ class DockerRuntime(Runtime):
         out.chmod(0o777)  # the master runs as a non-root user and writes here
         inside = {k: v.replace(str(out), "/out") for k, v in hscale_env.items()}
         contained = dataclasses.replace(plan, host="http://nginx:8080")
-        options = loadgen.locust_options(
-            contained, f"/loadtests/scenario_{plan.scenario}.py", "/out"
-        )
+        files = loadgen.locustfiles(plan, "/loadtests", own_file=own_file)
+        options = loadgen.locust_options(contained, files, "/out")
         env_flags = [arg for k, v in inside.items() for arg in ("-e", f"{k}={v}")]
         argv = self.compose().argv(
             "run",
@@ -164,11 +197,79 @@ class DockerRuntime(Runtime):
         )
         return argv, self.env()
 
+    def _stage_locustfile(self, own_file: str) -> str:
+        """Your Locust file's directory, copied once (readable by the Locust containers'
+        non-root user whatever its modes here) and mounted read-only into the master and
+        the workers; the workers run it beside hscale's hooks. Returns the file's path
+        inside the containers."""
+        path = Path(own_file).resolve()
+        if self._staged is None:
+            self._staged = Path(tempfile.mkdtemp(prefix="hscale-locust-"))
+            for src in images.project_files(path.parent):
+                dest = self._staged / src.relative_to(path.parent)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+            for d in [self._staged, *self._staged.rglob("*")]:
+                d.chmod(0o755 if d.is_dir() else 0o644)
+            mount = {"type": "bind", "source": str(self._staged), "target": OWN_LOCUST_DIR,
+                     "read_only": True}  # fmt: skip
+            inside = f"{OWN_LOCUST_DIR}/{path.name}"
+            worker = ["-f", f"{inside},/loadtests/{loadgen.LISTENER}", "--worker",
+                      "--master-host", "locust-master"]  # fmt: skip
+            self._locust_override = write_override(
+                self.workdir / "compose.locust.yml",
+                {
+                    "locust-worker": {
+                        "command": worker,
+                        "environment": {loadgen.OWN_FILE_ENV: "1"},
+                        "volumes": [mount],
+                    },
+                    "locust-master": {"volumes": [mount]},
+                },
+            )
+        return f"{OWN_LOCUST_DIR}/{path.name}"
+
     def start(self, n: int) -> None:
         self._started = True
-        self.extra_env = images.build(self.compose(), self.s.offline, self.log, self.s.store)
+        skip = () if self.target.reference else ("app",)  # your app's image is not ./app
+        self.extra_env = images.build(
+            self.compose(), self.s.offline, self.log, self.s.store, skip=skip
+        )
+        self.app_image = self._app_image()
         self._start_store()
+        self._app_init()
         self.resize(n)
+
+    def _app_image(self) -> str:
+        """The replicas' image: the reference app's, yours as given, or built from APP."""
+        if self.target.image:
+            return self.target.image
+        if self.target.project is None:
+            return f"hscale-app:{__version__}"
+        return images.build_project(
+            self.target,
+            {**images.registry_env(), **self.extra_env},
+            self.log,
+            self.workdir / "logs" / "app-image-build.log",
+        )
+
+    def _app_init(self) -> None:
+        """APP_INIT, once, in a one-off container of the app image with the replicas'
+        environment (the store's variables), before any replica starts."""
+        if not self.target.init:
+            return
+        self.log(f"app: APP_INIT {self.target.init}")
+        done = self.compose().run(
+            "run", "--rm", "--no-deps", "-T", "--entrypoint", "sh", "app", "-c",
+            self.target.init, check=False, timeout=max(120.0, self.s.ready_timeout),
+        )  # fmt: skip
+        log = self.workdir / "logs" / "app-init.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(done.stdout)
+        if done.returncode != 0:
+            raise StartupError(
+                f"APP_INIT failed with code {done.returncode} (log {log}): {_tail(done.stdout)}"
+            )
 
     def _start_store(self) -> None:
         """The store alone, healthy, then the app's init-store command once: all before
@@ -178,7 +279,7 @@ class DockerRuntime(Runtime):
         self.log(f"store: starting {self.store_service}")
         self.compose().run("up", "-d", self.store_service)
         self._wait_healthy(self.store_service)
-        if self.store_entry.needs_init:
+        if self.store_entry.needs_init and self.target.reference:  # your app: APP_INIT
             self.log(f"store: {' '.join(INIT_STORE)}")
             self.compose().run("run", "--rm", "--no-deps", "-T", "app", *INIT_STORE)
 
@@ -199,18 +300,55 @@ class DockerRuntime(Runtime):
         # Named services: a bare `up` would also start redis (it has no profile) whatever
         # STORE is.
         self.compose().run("up", "-d", "--no-recreate", "--scale", f"app={n}", "app", "nginx")
-        deadline = time.monotonic() + 90
+        reference = self.target.reference
+        timeout = REFERENCE_READY_S if reference else self.s.ready_timeout
+        deadline = time.monotonic() + timeout
+        problem = "not started"
         while True:
+            self._fail_if_exited()
             apps = self._containers("app")
-            healthy = [c for c in apps if _health(c) == "healthy"]
-            names = {_hostname(c) for c in healthy}
-            if len(apps) == n and len(healthy) == n and self._nginx_routes_to(names):
-                self._set_cpu_period(apps)
-                return
+            # The reference app's healthcheck says ready; yours answers HEALTH_PATH below.
+            ready = [c for c in apps if not reference or _health(c) == "healthy"]
+            if len(apps) == n and len(ready) == n:
+                problem = self._routing_problem({_hostname(c) for c in apps}) or ""
+                if not problem:
+                    self._set_cpu_period(apps)
+                    return
+            else:
+                state = "running and healthy" if reference else "running"
+                problem = f"{len(ready)} of {n} replicas {state}"
             if time.monotonic() > deadline:
-                states = {c.name: _health(c) for c in apps}
-                raise StartupError(f"app replicas not healthy after 90 s: {states}")
+                raise StartupError(self._not_ready(n, timeout, problem))
             time.sleep(0.5)
+
+    def _not_ready(self, n: int, timeout: float, problem: str) -> str:
+        """One line: what was wrong at the deadline, and the last lines of a replica's log."""
+        apps = self._containers("app")
+        states = {_hostname(c): _health(c) for c in apps} if self.target.reference else {}
+        tail = _tail(_logs(apps[0])) if apps else ""
+        return (
+            f"{n} app replica(s) not answering {self.target.health_path} through nginx "
+            f"after {timeout:g} s ({problem}{f'; {states}' if states else ''})"
+            + (f"; last log lines of {_hostname(apps[0])}: {tail}" if tail else "")
+        )
+
+    def _fail_if_exited(self) -> None:
+        """A replica that exited (your app failed to import, a bad command) fails the start
+        at once, naming its error, instead of at the deadline."""
+        assert self.client is not None
+        labels = [f"{self.project_label}={self.project}", self._service_label("app")]
+        dead = self.client.containers.list(all=True, filters={"label": labels, "status": "exited"})
+        if dead:
+            c = dead[0]
+            code = c.attrs.get("State", {}).get("ExitCode")
+            log = self.workdir / "logs" / f"{_hostname(c)}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            text = _logs(c)
+            log.write_text(text)
+            raise StartupError(
+                f"app replica {_hostname(c)} ({self.app_image}) exited with code {code} "
+                f"before answering {self.target.health_path}: {_tail(text)} (log {log})"
+            )
 
     def _set_cpu_period(self, apps: list) -> None:
         """CPU_PERIOD_US on every replica (see cgroups.set_container_period)."""
@@ -225,6 +363,16 @@ class DockerRuntime(Runtime):
 
     def replicas(self) -> list[str]:
         return sorted(_hostname(c) for c in self._containers("app"))
+
+    def upstreams(self) -> dict[str, str]:
+        """Each app container's address on the backend network, where nginx reaches it."""
+        network = f"{self.project}_backend"
+        out = {}
+        for c in self._containers("app"):
+            ip = c.attrs["NetworkSettings"]["Networks"].get(network, {}).get("IPAddress")
+            if ip:
+                out[f"{ip}:{self.target.port}"] = _hostname(c)
+        return out
 
     def components(self) -> list[Component]:
         return [
@@ -284,14 +432,21 @@ class DockerRuntime(Runtime):
                 "images_path": "registry-less (Debian base)" if offline else "registry",
                 "base_image": images.base_tag() if offline else None,
                 "store": self._store_details(),
-                "init_store": " ".join(INIT_STORE) if self.store_entry.needs_init else None,
+                "init_store": " ".join(INIT_STORE)
+                if self.store_entry.needs_init and self.target.reference
+                else None,
+                "target": self.target.as_dict(),
+                "app_image": self.app_image,
+                "app_image_id": images.image_id(self.app_image) if self.app_image else None,
                 "replica_memory": self.s.replica_memory,
                 "cfs_period_us": self.s.cpu_period_us,
                 "gunicorn": {
                     "workers": self.s.workers,
                     "worker_class": self.s.worker_class,
                     "threads": self.s.threads,
-                    "config": "app/gunicorn.conf.py",
+                    # IMAGE runs its own command: these settings reach it as GUNICORN_*
+                    # variables only.
+                    "config": "app/gunicorn.conf.py" if not self.target.image else None,
                 },
             },
         )
@@ -303,6 +458,8 @@ class DockerRuntime(Runtime):
         self._stop_sampler.set()
         self.compose().run("down", "--volumes", "--remove-orphans", "--timeout", "15", check=False)
         self.leftovers(remove=True)
+        if self._staged is not None:
+            shutil.rmtree(self._staged, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------
     def _store_details(self) -> dict:
@@ -361,18 +518,29 @@ class DockerRuntime(Runtime):
         labels = [f"{self.project_label}={self.project}", self._service_label(service)]
         return self.client.containers.list(filters={"label": labels})
 
-    def _nginx_routes_to(self, names: set[str]) -> bool:
-        """nginx's upstream has caught up with a resize: a round of requests through it
-        all answer 200 from replicas now running. It re-resolves DNS every second, and
-        until then, after a scale-down, requests to removed replicas time out (504)."""
+    def _routing_problem(self, names: set[str]) -> str | None:
+        """None once nginx's upstream has caught up with a resize: requests through it for
+        HEALTH_PATH answer 2xx/3xx, each from a replica now running (nginx's X-Upstream,
+        mapped by upstreams()), and every one of them answers. nginx re-resolves DNS every
+        second; until then, after a scale-down, requests to removed replicas time out."""
+        upstreams, seen = self.upstreams(), set()
+        url = f"{self.published}{self.target.health_path}"
         try:
-            for _ in range(2 * len(names)):
-                r = requests.get(f"{self.published}/healthz", timeout=3)
-                if r.status_code != 200 or r.headers.get("X-Replica") not in names:
-                    return False
-        except requests.RequestException:
-            return False
-        return True
+            with requests.Session() as session:
+                for _ in range(4 * len(names)):
+                    r = session.get(url, timeout=3, allow_redirects=False)
+                    addr = served_by(r.headers.get(UPSTREAM_HEADER)) or "no upstream"
+                    name = upstreams.get(addr)
+                    if not 200 <= r.status_code < 400:
+                        return f"HTTP {r.status_code} from {name or addr}"
+                    if name not in names:
+                        return f"answered by {addr}, not a running replica"
+                    seen.add(name)
+                    if seen == names:
+                        return None
+        except requests.RequestException as exc:
+            return type(exc).__name__
+        return f"{len(seen)} of {len(names)} replicas answered"
 
     def leftovers(self, remove: bool = False) -> list[str]:
         """Containers, networks and volumes of this run still present (removed if asked)."""
@@ -398,6 +566,23 @@ def _health(container) -> str:
 
 def _hostname(container) -> str:
     return container.attrs["Config"]["Hostname"]
+
+
+def _logs(container) -> str:
+    try:
+        return container.logs(tail=200).decode(errors="replace")
+    except (DockerException, requests.RequestException):
+        return ""
+
+
+def _tail(text: str, lines: int = LOG_TAIL) -> str:
+    """The last lines of a log on one line; a Python exception's own line first when
+    there is one (gunicorn's shutdown lines come after it)."""
+    kept = [x.strip() for x in text.splitlines() if x.strip()]
+    errors = [x for x in kept if re.match(r"^[\w.]+(Error|Exception)\b", x)]
+    last = kept[-lines:]
+    picked = [errors[-1], *(x for x in last if x != errors[-1])] if errors else last
+    return " | ".join(picked)
 
 
 def _cpu_counters(container) -> CpuCounters:

@@ -8,6 +8,10 @@ pinned wheels into app/wheelhouse/, and builds the same Dockerfiles on top of th
 STORE=memcached or postgres gets a second, smaller base of its own with that Debian
 package (postgresql-15 brings LLVM and ICU: no reason to put them under every image).
 Each base is tagged by the hash of what went into it and reused on later runs.
+
+Your app (APP=path) gets an image of its own, built the same way from app/Dockerfile.project
+in a context hscale assembles (build_project); a prebuilt IMAGE is used as it is
+(ensure_image).
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hscale import paths
+import yaml
+
+from hscale import paths, project_env
 from hscale.errors import UsageError
-from hscale.runtimes.compose import Compose, ComposeError
+from hscale.runtimes.compose import COMPOSE_FILE, Compose, ComposeError
+from hscale.target import Target
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("HSCALE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -176,15 +184,21 @@ def fill_wheelhouse(log: Callable[[str], None]) -> None:
 
 
 def build(
-    compose: Compose, offline: str, log: Callable[[str], None], store: str = "redis"
+    compose: Compose,
+    offline: str,
+    log: Callable[[str], None],
+    store: str = "redis",
+    skip: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Build the stack's images (with STORE's, when compose has its profile); returns the
-    extra environment the stack then needs."""
+    """Build the stack's images (with STORE's, when compose has its profile) but those of
+    the services in `skip` (app, when your app replaces it); returns the extra environment
+    the stack then needs."""
+    services = buildable(compose, skip)
     if offline != "1":
         log("images: building with the pinned official base images")
         extra = registry_env()
         try:
-            _with(compose, extra).run("build", on_line=_progress(log))
+            _with(compose, extra).run("build", *services, on_line=_progress(log))
             return extra
         except ComposeError as exc:
             if offline == "0" or not PULL_FAILED.search(str(exc)):
@@ -198,12 +212,195 @@ def build(
         ensure_base(log, store)
     fill_wheelhouse(log)
     extra = offline_env(store)
-    _with(compose, extra).run("build", on_line=_progress(log))
+    _with(compose, extra).run("build", *services, on_line=_progress(log))
     return extra
 
 
+def buildable(compose: Compose, skip: tuple[str, ...]) -> list[str]:
+    """The services `compose build` would build, but `skip`: none skipped, none named (a
+    bare `build` is what the reference app always ran)."""
+    if not skip:
+        return []
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    return [
+        name
+        for name, svc in doc["services"].items()
+        if "build" in svc
+        and name not in skip
+        and all(p in compose.profiles for p in svc.get("profiles", []))
+    ]
+
+
 def _with(compose: Compose, extra: dict[str, str]) -> Compose:
-    return Compose(compose.project, {**compose.env, **extra}, compose.profiles)
+    return Compose(compose.project, {**compose.env, **extra}, compose.profiles, compose.overrides)
+
+
+# -- your app ------------------------------------------------------------------------
+
+PROJECT_DOCKERFILE = paths.APP_DIR / "Dockerfile.project"
+# Never in an image: version control, environments, caches.
+CONTEXT_SKIP = {
+    ".git", ".hg", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache",
+    ".pytest_cache", ".ruff_cache", ".tox", ".nox",
+}  # fmt: skip
+BUILD_TIMEOUT_S = 1800
+
+
+def ensure_image(tag: str) -> None:
+    """IMAGE as it is: on this engine already, or pulled; else a UsageError."""
+    if image_exists(tag):
+        return
+    try:
+        pull = subprocess.run(
+            ["docker", "pull", "--quiet", tag], capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        raise UsageError(
+            f"IMAGE={tag} is not on this Docker engine and pulling it timed out"
+        ) from None
+    if pull.returncode != 0:
+        why = (pull.stderr or pull.stdout).strip().splitlines()[-1:] or ["no answer"]
+        raise UsageError(
+            f"IMAGE={tag} is not on this Docker engine and could not be pulled ({why[0]}); "
+            "build or load it first (docker build -t ..., docker load)"
+        )
+
+
+def image_id(tag: str) -> str | None:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def project_files(project: Path) -> Iterator[Path]:
+    """The project's files that go into its image, in a stable order."""
+    for path in sorted(project.iterdir()):
+        if path.name in CONTEXT_SKIP or path.suffix == ".pyc":
+            continue
+        if path.is_dir():
+            yield from project_files(path)
+        elif path.is_file():
+            yield path
+
+
+def project_tag(target: Target, env: dict[str, str]) -> str:
+    """hscale-app-<name>:<requirements fingerprint>-<hash of everything else that goes into
+    the image>: a changed file, Dockerfile, base or pip path builds a new image."""
+    assert target.project is not None
+    digest = hashlib.sha256()
+    for part in (target.wsgi, env.get("PYTHON_IMAGE", ""), env.get("PIP_INSTALL_ARGS", "")):
+        digest.update(part.encode() + b"\0")
+    for path in (PROJECT_DOCKERFILE, paths.GUNICORN_CONF):
+        digest.update(path.read_bytes())
+    for path in project_files(target.project):
+        rel = path.relative_to(target.project).as_posix()
+        digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode() + path.read_bytes())
+    name = re.sub(r"[^a-z0-9._-]+", "-", target.name.lower()).strip("-._") or "project"
+    return f"hscale-app-{name}:{target.fingerprint()}-{digest.hexdigest()[:12]}"
+
+
+def build_project(
+    target: Target, env: dict[str, str], log: Callable[[str], None], logfile: Path
+) -> str:
+    """Your project's image (built once per tag, reused after); returns its tag. `env` is
+    what build() returned: the base and the pip path of the rest of the stack."""
+    tag = project_tag(target, env)
+    if image_exists(tag):
+        log(f"images: reusing {tag}")
+        return tag
+    offline = bool(env.get("PIP_INSTALL_ARGS"))
+    with tempfile.TemporaryDirectory(prefix="hscale-context-") as tmp:
+        context = assemble_context(target, Path(tmp), log if offline else None)
+        log(f"images: building {tag} from {target.project}")
+        install = "-r requirements.txt" if target.requirements().suffix == ".txt" else "."
+        args = {
+            "PYTHON_IMAGE": env["PYTHON_IMAGE"],
+            "PIP_INSTALL_ARGS": env.get("PIP_INSTALL_ARGS", ""),
+            "INSTALL": install,
+            "GUNICORN_PIN": project_env.gunicorn_pin(),
+            "WSGI": target.wsgi,
+        }
+        argv = ["docker", "build", "-t", tag, "--label", f"hscale.project={target.project}"]
+        argv += [x for k, v in args.items() for x in ("--build-arg", f"{k}={v}")]
+        _docker_build([*argv, str(context)], logfile, log, f"APP={target.project}")
+    return tag
+
+
+def assemble_context(target: Target, root: Path, offline_log: Callable[[str], None] | None) -> Path:
+    """The build context: the project (readable by the image's non-root user whatever its
+    modes here), gunicorn's settings, the Dockerfile, and (registry-less) the wheels."""
+    assert target.project is not None
+    shutil.copy(PROJECT_DOCKERFILE, root / "Dockerfile")
+    shutil.copy(paths.GUNICORN_CONF, root / "gunicorn.conf.py")
+    for path in project_files(target.project):
+        dest = root / "project" / path.relative_to(target.project)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        dest.chmod(0o755 if os.access(path, os.X_OK) else 0o644)
+    for d in [root, *root.rglob("*")]:
+        if d.is_dir():
+            d.chmod(0o755)
+    (root / "project").mkdir(exist_ok=True)
+    wheelhouse = root / "wheelhouse"
+    if offline_log is None:
+        wheelhouse.mkdir()
+    else:
+        shutil.copytree(project_wheelhouse(target, offline_log), wheelhouse)
+    return root
+
+
+def project_wheelhouse(target: Target, log: Callable[[str], None]) -> Path:
+    """Wheels of the project's requirements and gunicorn, downloaded on this host (which
+    reaches PyPI) for the registry-less build; kept per requirements fingerprint."""
+    wheelhouse = project_env.cache_dir() / "wheelhouses" / f"{target.name}-{target.fingerprint()}"
+    if (wheelhouse / ".complete").is_file():
+        return wheelhouse
+    req = target.requirements()
+    log(f"offline: downloading the wheels of {req} into {wheelhouse}")
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    what = ["-r", str(req)] if req.suffix == ".txt" else pyproject_requirements(req)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--only-binary=:all:", "-d", str(wheelhouse), *what, project_env.gunicorn_pin()],
+        capture_output=True, text=True, cwd=req.parent, timeout=project_env.INSTALL_TIMEOUT_S,
+    )  # fmt: skip
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise UsageError(f"downloading the wheels of {req} failed (registry-less path): {tail}")
+    (wheelhouse / ".complete").write_text(f"{req}\n")
+    return wheelhouse
+
+
+def pyproject_requirements(pyproject: Path) -> list[str]:
+    """What installing a pyproject.toml project needs without an index: its dependencies
+    and its build backend (pip builds it in an isolated environment from the wheelhouse)."""
+    doc = tomllib.loads(pyproject.read_text())
+    build = doc.get("build-system", {}).get("requires", ["setuptools>=40.8.0", "wheel"])
+    return [*doc.get("project", {}).get("dependencies", []), *build]
+
+
+def _docker_build(argv: list[str], logfile: Path, log: Callable[[str], None], what: str) -> None:
+    """`docker build`, its output in logfile; a failure is the project's: a UsageError
+    with the build's last lines."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    show = _progress(log)
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            show(line.rstrip())
+        code = proc.wait(timeout=BUILD_TIMEOUT_S)
+    if code != 0:
+        lines = [x for x in logfile.read_text(errors="replace").splitlines() if x.strip()]
+        tail = " | ".join(lines[-3:])
+        raise UsageError(f"building the image of {what} failed (log {logfile}): {tail}")
 
 
 def _progress(log: Callable[[str], None]) -> Callable[[str], None]:

@@ -1,6 +1,7 @@
 """The local runtime: the store (redis-server, memcached, postgres, or none for memory),
-N gunicorn replicas and nginx as plain processes on 127.0.0.1, each replica under its own
-cgroup CPU quota where the OS allows."""
+N gunicorn replicas of the target (the reference app, or your APP from its own venv) and
+nginx as plain processes on 127.0.0.1, each replica under its own cgroup CPU quota where
+the OS allows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hscale import cgroups, paths, stores
+from hscale import cgroups, paths, project_env, stores
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.errors import UsageError
 from hscale.procs import (
@@ -56,6 +57,7 @@ class LocalRuntime(Runtime):
             )
         )
         self.nginx: ManagedProcess | None = None
+        self.python = sys.executable  # the replicas' interpreter: APP's venv for your app
         self.groups: dict[str, CpuGroup] = {}
         self._stopped = False
 
@@ -63,6 +65,8 @@ class LocalRuntime(Runtime):
     def preflight(self) -> None:
         self.nginx_bin = find_binary("nginx")
         self.store.preflight()
+        if self.target.project is not None:  # your app: its requirements in a venv, once
+            self.python = str(project_env.ensure_venv(self.target))
         ports = {"PORT (nginx)": self.s.port}
         if self.store.uses_port:
             ports[f"STORE_PORT ({self.s.store})"] = self.s.store_port
@@ -97,6 +101,9 @@ class LocalRuntime(Runtime):
 
     def replicas(self) -> list[str]:
         return [r.name for r in self.replica_list]
+
+    def upstreams(self) -> dict[str, str]:
+        return {f"127.0.0.1:{r.port}": r.name for r in self.replica_list}
 
     def components(self) -> list[Component]:
         budget = self.s.replica_cpus if self.mode != "none" else None
@@ -185,25 +192,33 @@ class LocalRuntime(Runtime):
 
     def _start_store(self) -> None:
         self.store.start()
-        if self.store_entry.needs_init:
-            self._init_store()
+        if self.target.reference and self.store_entry.needs_init:
+            self._init("init-store", [sys.executable, *INIT_STORE])
+        if self.target.init:  # APP_INIT: your app's one-shot set-up, from its venv
+            self._init("app-init", ["sh", "-c", self.target.init])
 
-    def _init_store(self) -> None:
-        """The app's init-store command, once, with a replica's store environment."""
-        log = self.workdir / "logs" / "init-store.log"
+    def _store_env(self) -> dict[str, str]:
+        """The store's variables as a replica gets them (APP_* and the conventional ones)."""
+        return stores.with_user_env(self.s.store, self.store.app_env())
+
+    def _init(self, name: str, argv: list[str]) -> None:
+        """A one-shot command, once, with a replica's store environment."""
+        log = self.workdir / "logs" / f"{name}.log"
+        bindir = str(Path(self.python).parent)
+        env = {**self._store_env(), "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
         with open(log, "ab") as out:
             done = subprocess.run(
-                [sys.executable, *INIT_STORE],
-                cwd=paths.APP_DIR,
-                env=child_env(self.run_id, self.store.app_env()),
+                argv,
+                cwd=self.target.app_dir,
+                env=child_env(self.run_id, env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                timeout=60,
+                timeout=120,
             )
         if done.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
-            raise StartupError(f"init-store failed with code {done.returncode}; log {log}:\n{tail}")
+            raise StartupError(f"{name} failed with code {done.returncode}; log {log}:\n{tail}")
 
     def _start_replica(self, index: int) -> None:
         name, port = f"replica-{index}", self.s.app_port + index - 1
@@ -213,12 +228,15 @@ class LocalRuntime(Runtime):
             "GUNICORN_WORKER_CLASS": self.s.worker_class,
             "GUNICORN_THREADS": str(self.s.threads),
             "APP_REPLICA": name,
-            **self.store.app_env(),
+            "GUNICORN_APP": self.target.wsgi,
+            "GUNICORN_CHDIR": str(self.target.app_dir),
+            **self._store_env(),
         }
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
-        proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=paths.APP_DIR)
+        argv = [self.python, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
+        proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir)
         self.replica_list.append(Replica(name, port, proc, self.groups.get(name)))
-        wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
+        url = f"http://127.0.0.1:{port}{self.target.health_path}"
+        wait_http(url, proc, timeout=self.s.ready_timeout, ok=range(200, 400))
 
     def _configure_nginx(self) -> None:
         conf = self.workdir / "nginx.conf"
