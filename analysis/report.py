@@ -32,6 +32,7 @@ CAPTIONS = {
 # Knobs that define a measurement, in the order `make bench` takes them (ports and the
 # results directory are where it ran, not what was measured).
 REPRO_KNOBS = (
+    "app", "app_module", "image", "app_container_port", "app_init", "health_path", "locustfile",
     "runtime", "scenario", "store", "sweep", "trials", "ci_target", "max_trials", "load", "rate",
     "duration", "warmup", "users", "users_per_replica", "loadgen_workers", "replica_cpus",
     "replica_memory", "workers", "worker_class", "threads", "ballast",
@@ -401,7 +402,7 @@ def reproduce_command(manifest: Mapping) -> str:
     args = []
     for key in REPRO_KNOBS:
         value = runtime if key == "runtime" and runtime else cfg.get(key)
-        if value is None:
+        if value is None or (key == "app_container_port" and not cfg.get("image")):
             continue
         if isinstance(value, bool):
             value = int(value)

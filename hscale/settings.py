@@ -8,6 +8,7 @@ default lives here and nowhere else.
 from __future__ import annotations
 
 import math
+import shlex
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -498,15 +499,20 @@ def bench_command(s: Settings) -> str:
         parts.append(f"REPLICAS={max(sweep)}")
     else:
         parts.append(f'SWEEP="{" ".join(map(str, sweep))}"')
-    defaults = {k.name: k.default for k in KNOBS}
+    user_app = bool(s.app or s.image)
+    defaults = {k.name: k.default for k in KNOBS} | {"STORE": "none" if user_app else "redis"}
     for name, value in (
-        ("SCENARIO", s.scenario),
+        ("APP", s.app),
+        ("IMAGE", s.image),
+        ("APP_MODULE", s.app_module),
+        ("LOCUSTFILE", s.locustfile),
+        ("SCENARIO", None if user_app else s.scenario),
         ("STORE", s.store),
         ("RUNTIME", s.runtime),
         ("CPU_PERIOD_US", str(s.cpu_period_us)),
     ):
-        if value != defaults[name]:
-            parts.append(f"{name}={value}")
+        if value is not None and value != defaults[name]:
+            parts.append(f"{name}={shlex.quote(value)}")
     if s.replica_cpus_source != "default":
         parts.append(f"REPLICA_CPUS={s.replica_cpus:g}")
     return " ".join(parts)

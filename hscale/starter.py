@@ -65,15 +65,18 @@ def result():
             return {"error": f"{spec} failed: {type(exc).__name__}: {first}{where(exc)}"}
     url_map = getattr(app, "url_map", None)
     if url_map is None or not hasattr(url_map, "iter_rules"):
-        return {"routes": None, "type": type(app).__module__ + "." + type(app).__qualname__}
+        kind = type(app)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        return {"routes": None, "type": name}
     return {"routes": [
         {"rule": r.rule, "endpoint": str(r.endpoint), "methods": sorted(r.methods or ["GET"]),
          "arguments": sorted(r.arguments)}
         for r in url_map.iter_rules()
     ]}
 
+found = result()
 with open(out, "w") as f:
-    json.dump(result(), f)
+    json.dump(found, f)
 """
 
 
@@ -204,7 +207,7 @@ def render(routes: list[Route] | str, name: str, wsgi: str, file_name: str) -> s
     names = _Names()
     if isinstance(routes, str):
         what = (
-            f"{wsgi} is a {routes}, not a Flask app: without a URL map its routes are\n"
+            f"{wsgi} (a {routes}) is not a Flask app: without a URL map its routes are\n"
             "unknown, so this file has one GET / task; add a task per route your users call."
         )
         body = ["    @task", "    def get_index(self) -> None:", '        self.client.get("/")']
@@ -269,7 +272,7 @@ def write_starter(
     routes = read_routes(python, project, wsgi)
     path.write_text(render(routes, project.name, wsgi, path.name))
     if isinstance(routes, str):
-        return path, f"wrote {path}: {wsgi} is a {routes}, not a Flask app: one GET / task"
+        return path, f"wrote {path}: {wsgi} (a {routes}) is not a Flask app: one GET / task"
     used = [r for r in routes if not r.static]
     tasks = sum(1 for r in used for m in r.methods if m == "GET" and not r.arguments)
     stubs = sum(len(r.methods) for r in used) - tasks

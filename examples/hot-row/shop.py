@@ -53,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/shop"),
         PAYMENT_MS=float(os.environ.get("PAYMENT_MS", "2")),
         POOL_SIZE=int(os.environ.get("POOL_SIZE", "8")),
+        POOL_TIMEOUT=float(os.environ.get("POOL_TIMEOUT", "2")),  # then 503
     )
     if test_config:
         app.config.update(test_config)
@@ -137,12 +138,16 @@ def pool() -> ConnectionPool:
                 current_app.config["DATABASE_URL"],
                 min_size=1,
                 max_size=current_app.config["POOL_SIZE"],
-                timeout=5,
-                kwargs={"autocommit": True, "connect_timeout": 3},
+                timeout=current_app.config["POOL_TIMEOUT"],
+                kwargs={"autocommit": True, "connect_timeout": 2},
                 open=True,
             )
-            with p.connection() as conn:
-                init_schema(conn)
+            try:
+                with p.connection() as conn:
+                    init_schema(conn)
+            except BaseException:
+                p.close()  # the next request tries again with a new pool
+                raise
             ext["pool"] = p
         return ext["pool"]
 

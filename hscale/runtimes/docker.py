@@ -28,7 +28,13 @@ from hscale.errors import UsageError
 from hscale.procs import StartupError, cpu_seconds, port_in_use
 from hscale.runtimes import images
 from hscale.runtimes.base import UPSTREAM_HEADER, Component, Runtime, RuntimeInfo, served_by
-from hscale.runtimes.compose import Compose, command, user_app_patch, write_override
+from hscale.runtimes.compose import (
+    COMPOSE_FILE,
+    Compose,
+    command,
+    write_for_your_app,
+    write_override,
+)
 from hscale.runtimes.local_stores import max_connections
 from hscale.settings import Settings
 
@@ -78,9 +84,8 @@ class DockerRuntime(Runtime):
         self.store_service = self.store_entry.service  # None: memory, no server
         self.extra_env: dict[str, str] = {}
         self.app_image: str | None = None  # known once built (APP) or checked (IMAGE)
-        # Compose files merged over docker-compose.yml: your app's, your Locust file's.
-        self._app_override: Path | None = None
-        self._locust_override: Path | None = None
+        self._app_file: Path | None = None  # your app: compose.for_your_app's file
+        self._locust_override: Path | None = None  # your Locust file in containers
         self._staged: Path | None = None  # a copy of your Locust file's directory
         self.client: docker.DockerClient | None = None
         self._started = False
@@ -144,21 +149,11 @@ class DockerRuntime(Runtime):
         profiles: tuple[str, ...] = ("loadgen",) if self.s.loadgen_workers else ()
         if self.store_entry.profile:  # redis has none: it is the default
             profiles += (self.store_entry.profile,)
-        if not self.target.reference and self._app_override is None:
-            self._app_override = self._write_app_override()
-        overrides = tuple(p for p in (self._app_override, self._locust_override) if p)
-        return Compose(self.project, self.env(), profiles, overrides)
-
-    def _write_app_override(self) -> Path:
-        """Your app's replicas: no reference healthcheck, nginx starts once they have
-        started (hscale then waits for HEALTH_PATH through nginx), the store's conventional
-        variables beside the APP_* ones."""
-        return write_override(
-            self.workdir / "compose.app.yml",
-            {
-                "app": user_app_patch(self.s.store),
-                "nginx": {"depends_on": {"app": {"condition": "service_started"}}},
-            },
+        if not self.target.reference and self._app_file is None:
+            self._app_file = write_for_your_app(self.workdir / "compose.yml", self.s.store)
+        overrides = (self._locust_override,) if self._locust_override else ()
+        return Compose(
+            self.project, self.env(), profiles, overrides, self._app_file or COMPOSE_FILE
         )
 
     def loadgen_launcher(self):

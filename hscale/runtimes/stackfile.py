@@ -9,8 +9,7 @@ deploy` to fill from the environment: the passwords never land in the file.
 Swarm has no profiles: the stack carries the store STORE selects (none for memory) and no
 other, and starts with no app replica, so that hscale can create the store's schema
 before the first replica exists (the backend network is attachable for that one-off
-container). For your app (APP, IMAGE) the app service gets the same patch as under compose
-(compose.user_app_patch): no reference healthcheck, the store's conventional variables.
+container). For your app (APP, IMAGE) it is derived from compose.for_your_app's file.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from typing import Any
 import yaml
 
 from hscale import stores
-from hscale.runtimes.compose import user_app_patch
 
 # What swarm cannot honour, said once per run in the output and the manifest.
 DROPPED_NOTES = {
@@ -35,11 +33,8 @@ DROPPED_NOTES = {
 STORE_SERVICES = stores.services()
 
 
-def stack_file(
-    compose_text: str, store: str = "redis", user: bool = False
-) -> tuple[str, list[str]]:
-    """(stack YAML for STORE=store, notes on what swarm could not keep); `user`: the app
-    service runs your app, not the reference app."""
+def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]:
+    """(stack YAML for STORE=store, notes on what swarm could not keep)."""
     doc: dict[str, Any] = yaml.safe_load(compose_text)
     notes: set[str] = set()
     doc = {k: v for k, v in doc.items() if not k.startswith("x-")}  # anchors already merged
@@ -56,12 +51,7 @@ def stack_file(
         elif "profiles" not in service:
             services[name] = service
     doc["services"] = services
-    app = doc["services"]["app"]
-    app.setdefault("deploy", {})["replicas"] = 0  # hscale scales it
-    if user:
-        patch = user_app_patch(store)
-        app["healthcheck"] = patch["healthcheck"]
-        app["environment"] = {**app["environment"], **patch.get("environment", {})}
+    doc["services"]["app"].setdefault("deploy", {})["replicas"] = 0  # hscale scales it
     doc["networks"]["backend"]["attachable"] = True
     for service in doc["services"].values():
         service.pop("build", None)

@@ -15,7 +15,7 @@ from hscale.errors import UsageError
 from hscale.procs import StartupError
 from hscale.runtimes import images
 from hscale.runtimes.base import RuntimeInfo
-from hscale.runtimes.compose import COMPOSE_FILE, app_environment
+from hscale.runtimes.compose import app_environment
 from hscale.runtimes.docker import INIT_STORE, DockerRuntime, _tail, engine
 from hscale.runtimes.stackfile import stack_file
 
@@ -59,8 +59,8 @@ class SwarmRuntime(DockerRuntime):
             self.compose(), self.s.offline, self.log, self.s.store, skip=skip
         )
         self.app_image = self._app_image()
-        user = not self.target.reference
-        text, self.dropped = stack_file(COMPOSE_FILE.read_text(), self.s.store, user=user)
+        base = self.compose().base  # your app: compose.for_your_app's file
+        text, self.dropped = stack_file(base.read_text(), self.s.store)
         for note in self.dropped:
             self.log(f"swarm: {note}")
         path = self.workdir / "stack.yml"  # variables unfilled: no password in it
