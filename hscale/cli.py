@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -113,6 +114,19 @@ def knob_values(args: argparse.Namespace) -> dict[str, str | None]:
     return values
 
 
+def results_dir(s: settings.Settings) -> None:
+    """RESULTS exists and takes a new run directory, or a one-line usage error."""
+    try:
+        Path(s.results).mkdir(parents=True, exist_ok=True)
+        probe = Path(s.results) / f".hscale-write-test-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise settings.UsageError(
+            f"RESULTS={s.results}: cannot create a run directory there ({exc.strerror})"
+        ) from None
+
+
 def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
     """LOADGEN_CPUS is a cgroup quota on Locust running on this host."""
     from hscale import cgroups
@@ -133,6 +147,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hscale.sweep import OVERHEAD_S, run_sweep, scenario_name
 
     s = settings.load(knob_values(args))
+    results_dir(s)
     tgt = targets.resolve(s)  # APP, IMAGE, LOCUSTFILE: usage errors before anything starts
     what = scenario_name(tgt, s)
     root = Path(s.results)
@@ -199,6 +214,7 @@ def cmd_compare_stores(args: argparse.Namespace) -> int:
     if values.get("STORE"):
         raise settings.UsageError("name the stores to compare in STORES, not STORE")
     s = settings.load(values)
+    results_dir(s)
     stores = parse_stores(args.stores)
     err_console.print(
         f"hscale: {s.trials} round(s) of N={' '.join(map(str, s.sweep))} for each of "

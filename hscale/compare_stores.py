@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from hscale import runtimes
+from hscale import runtimes, target
 from hscale import stores as store_registry
 from hscale.errors import UsageError
 from hscale.results import RunDir, load_summary, new_run_id, write_json
@@ -59,6 +59,8 @@ def run_compare(
         raise UsageError(
             f"the {name} runtime cannot start {', '.join(missing)} (it can: {', '.join(can)})"
         )
+    for ss in per_store.values():  # APP with STORE=memory, say: refused before any round
+        target.resolve(ss)
     cdir.mkdir(parents=True)
     write_json(
         cdir / "compare-plan.json",

@@ -8,9 +8,9 @@ default lives here and nowhere else.
 from __future__ import annotations
 
 import math
-import shlex
 import os
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -36,29 +36,31 @@ def _int(name: str, lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(name: str, lo: float) -> Callable[[str], float]:
+def _seconds(name: str, lo: float, hi: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m)?\s*", raw)
+        m = re.fullmatch(r"\s*(\d{1,9}(?:\.\d{1,9})?)\s*(s|m)?\s*", raw)
         if not m:
-            raise UsageError(f"{name} must be a duration like 20 or 20s or 2m, got {raw!r}")
+            raise UsageError(f"{name} must be a duration like 20 or 20s or 2m, got {raw[:40]!r}")
         value = float(m.group(1)) * (60 if m.group(2) == "m" else 1)
-        if value < lo:
-            raise UsageError(f"{name} must be at least {lo:g} s, got {raw!r}")
+        if not lo <= value <= hi:
+            raise UsageError(f"{name} must be from {lo:g} to {hi:g} s, got {raw!r}")
         return value
 
     return parse
 
 
-def _number(name: str, what: str, lo: float) -> Callable[[str], float]:
-    """A finite number, at least lo."""
+def _number(name: str, what: str, lo: float, hi: float) -> Callable[[str], float]:
+    """A finite number from lo to hi."""
 
     def parse(raw: str) -> float:
         try:
             value = float(raw)
         except ValueError:
             value = math.nan
-        if not math.isfinite(value) or value < lo:
-            raise UsageError(f"{name} must be a number of {what} >= {lo:g}, got {raw!r}")
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise UsageError(
+                f"{name} must be a number of {what} from {lo:g} to {hi:g}, got {raw[:40]!r}"
+            )
         return value
 
     return parse
@@ -107,6 +109,27 @@ def _memory(raw: str) -> str:
 
 def _text(raw: str) -> str:
     return raw
+
+
+# nginx reads log paths under RESULTS from its configuration: none of these may appear.
+UNSAFE_IN_PATHS = re.compile(r"[\s;{}\"'$\\#]")
+
+
+def _results(raw: str) -> str:
+    """An absolute path (nginx and the replicas run in other directories) that is, or can
+    be made, a writable directory, with nothing nginx would read as syntax."""
+    path = os.path.abspath(os.path.expanduser(raw))
+    if UNSAFE_IN_PATHS.search(path):
+        raise UsageError(
+            f"RESULTS={raw!r} has a space or one of ; {{ }} \" ' $ \\ #, which nginx's "
+            "configuration cannot hold; choose another directory"
+        )
+    probe = path
+    while not os.path.exists(probe):  # the nearest existing ancestor must be writable
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"RESULTS={raw!r}: {probe} is not a directory this user can write to")
+    return path
 
 
 def _path(name: str) -> Callable[[str], str]:
@@ -190,7 +213,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "READY_TIMEOUT",
         "60",
-        _seconds("READY_TIMEOUT", 1),
+        _seconds("READY_TIMEOUT", 1, 600),
         "seconds a replica has to answer HEALTH_PATH before the sweep stops",
     ),
     Knob(
@@ -218,14 +241,14 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "TIME_BUDGET",
         "6m",
-        _seconds("TIME_BUDGET", 0),
+        _seconds("TIME_BUDGET", 0, 86400),
         "wall time for the sweep's trials (after the images exist); no trial is added "
         "once the next one would overrun it (0: no limit). The first TRIALS rounds always run",
     ),
     Knob(
         "WARMUP_TRIAL",
         "15",
-        _seconds("WARMUP_TRIAL", 0),
+        _seconds("WARMUP_TRIAL", 0, 600),
         "seconds of load at the first N before the first measured trial, discarded: the "
         "first trial of a cold stack and host runs slow (0: none)",
     ),
@@ -246,12 +269,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "RATE",
         None,
-        _number("RATE", "requests per second", 0.1),
+        _number("RATE", "requests per second", 0.1, 1e6),
         "offered requests per second with LOAD=rate",
         "required",
     ),
-    Knob("DURATION", "10", _seconds("DURATION", 1), "measured seconds per trial"),
-    Knob("WARMUP", "3", _seconds("WARMUP", 0), "warm-up seconds per trial, discarded"),
+    Knob("DURATION", "10", _seconds("DURATION", 1, 3600), "measured seconds per trial"),
+    Knob("WARMUP", "3", _seconds("WARMUP", 0, 600), "warm-up seconds per trial, discarded"),
     Knob(
         "USERS",
         None,
@@ -274,7 +297,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "LOADGEN_CPUS",
         None,
-        _number("LOADGEN_CPUS", "CPUs", MIN_REPLICA_CPUS),
+        _number("LOADGEN_CPUS", "CPUs", MIN_REPLICA_CPUS, 1024),
         "CPU quota (cgroup) of the load generator on this host, all its processes together; "
         "unset: no quota, one core per Locust process",
         "no quota",
@@ -282,7 +305,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "REPLICA_CPUS",
         None,
-        _number("REPLICA_CPUS", "CPUs", MIN_REPLICA_CPUS),
+        _number("REPLICA_CPUS", "CPUs", MIN_REPLICA_CPUS, 1024),
         "CPU budget of each replica (cgroup quota)",
         f"(host CPUs - {RESERVED_CPUS:g}) / largest N",
     ),
@@ -339,7 +362,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "STORE_PORT", "6390", _int("STORE_PORT", 1, 65535), "local: the store's port on 127.0.0.1"
     ),
-    Knob("RESULTS", str(paths.RESULTS_DIR), _text, "directory that receives results/<run-id>/"),
+    Knob("RESULTS", str(paths.RESULTS_DIR), _results, "directory that receives results/<run-id>/"),
 )
 
 
@@ -426,6 +449,10 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         source = "default"
     if replica_cpus > cpus:
         raise UsageError(f"REPLICA_CPUS={replica_cpus:g} is more than this host's {cpus} CPUs")
+    if parsed["LOADGEN_CPUS"] is not None and parsed["LOADGEN_CPUS"] > cpus:
+        raise UsageError(
+            f"LOADGEN_CPUS={parsed['LOADGEN_CPUS']:g} is more than this host's {cpus} CPUs"
+        )
     ports = [parsed["PORT"], parsed["STORE_PORT"]]
     app_ports = range(parsed["APP_PORT"], parsed["APP_PORT"] + max(sweep))
     if app_ports[-1] > 65535:

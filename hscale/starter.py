@@ -66,8 +66,8 @@ def result():
     url_map = getattr(app, "url_map", None)
     if url_map is None or not hasattr(url_map, "iter_rules"):
         kind = type(app)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-        return {"routes": None, "type": name}
+        prefix = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+        return {"routes": None, "type": prefix + kind.__qualname__}
     return {"routes": [
         {"rule": r.rule, "endpoint": str(r.endpoint), "methods": sorted(r.methods or ["GET"]),
          "arguments": sorted(r.arguments)}
@@ -116,8 +116,10 @@ def read_routes(python: Path | str, project: Path, wsgi: str) -> list[Route] | s
         return str(data["type"])
     return [
         Route(
-            r["rule"], r["endpoint"],
-            tuple(m for m in r["methods"] if m not in IGNORED_METHODS), tuple(r["arguments"]),
+            r["rule"],
+            r["endpoint"],
+            tuple(m for m in r["methods"] if m not in IGNORED_METHODS),
+            tuple(r["arguments"]),
         )  # fmt: skip
         for r in data["routes"]
     ]
@@ -132,7 +134,7 @@ CLIENT_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
 def _slug(rule: str) -> str:
-    """"/api/users/<int:user_id>" -> "api_users_user_id"; "/" -> "index"."""
+    """ "/api/users/<int:user_id>" -> "api_users_user_id"; "/" -> "index"."""
     text = _ARG.sub(lambda m: m["name"], rule)
     slug = re.sub(r"\W+", "_", text).strip("_").lower()
     return slug or "index"

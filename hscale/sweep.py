@@ -281,12 +281,25 @@ class Sweep:
         """Stop everything this run started; the summary gets its final status and times."""
         summary = self.summary
         self.progress("tearing down", self.done_here * self.per_trial)
-        self.ballast.stop()
-        self.probe.stop()
-        if self.loadgen_group is not None:
-            self.loadgen_group.remove()
-        self.runtime.stop()
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("ballast", self.ballast.stop),
+            ("speed probe", self.probe.stop),
+            ("load generator's cgroup", self._remove_loadgen_group),
+            (f"{self.runtime.name} runtime", self.runtime.stop),
+        ]
+        failed = []
+        for what, step in steps:  # each step on its own: one failure must not skip the rest
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001  (recorded in the summary, shown)
+                failed.append(f"stopping the {what}: {type(exc).__name__}: {exc}")
         summary["leftover_processes"] = procs.kill_leftovers(self.rd.run_id)
+        if failed:
+            summary["teardown_errors"] = failed
+            self.log("[warning] teardown: " + "; ".join(failed))
+        if summary["status"] == "running":  # never left "running" on disk
+            summary["status"] = "failed"
+            summary["error"] = summary.get("error") or "the sweep ended without a status"
         summary["ended_at"] = now_iso()
         if summary["precision_status"]:  # as the last trial left it, and why it stopped
             summary["precision_status"] = precision_status(
@@ -300,6 +313,10 @@ class Sweep:
             )
 
     # -- helpers ----------------------------------------------------------------------
+    def _remove_loadgen_group(self) -> None:
+        if self.loadgen_group is not None:
+            self.loadgen_group.remove()
+
     @property
     def limits(self) -> str:
         return self.mf["runtime"]["cpu_limits"]

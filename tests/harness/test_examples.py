@@ -37,6 +37,9 @@ def locustfiles(name: str) -> list[Path]:
     return sorted((EXAMPLES / name).glob("locustfile*.py"))
 
 
+LOCUSTFILES = [p for n in NAMES for p in locustfiles(n)]
+
+
 def test_there_are_examples_and_each_names_its_store():
     assert len(NAMES) >= 2
     assert set(NAMES) == set(STORE)
@@ -65,7 +68,7 @@ def _pin(lines: list[str], package: str) -> str:
     return next(line.split("==")[1] for line in lines if line.lower().startswith(package + "=="))
 
 
-@pytest.mark.parametrize("path", [p for n in NAMES for p in locustfiles(n)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LOCUSTFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_locustfile_has_a_user_class_and_no_hscale_import(path: Path):
     tree = ast.parse(path.read_text())
     users = [
@@ -198,7 +201,7 @@ def example_env(
     return setup
 
 
-@pytest.mark.parametrize("path", [p for n in NAMES for p in locustfiles(n)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LOCUSTFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_app_answers_its_locustfile(
     path: Path, example_env: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
 ):
@@ -214,9 +217,7 @@ def test_app_answers_its_locustfile(
 
 
 @pytest.fixture
-def pageviews(
-    example_env: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Any]:
+def pageviews(example_env: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     example_env("stateless-redis")
     yield load_app("stateless-redis", monkeypatch)
 
@@ -277,7 +278,6 @@ def test_checkout_holds_the_row_lock_through_the_payment(
         app.test_client().get("/")  # open each pool and create the schema once
     serial = checkouts(apps, "/checkout", 1)
     parallel = checkouts(apps, "/checkout-fixed", 1)
-    print(f"4 checkouts at once: {serial:.3f} s; fixed: {parallel:.3f} s")
     assert serial >= 4 * 0.060
     assert parallel < 3 * 0.060, (serial, parallel)
     product = apps[0].test_client().get("/products/1").get_json()

@@ -21,7 +21,7 @@ import pytest
 from hscale import cli, project_env, starter
 from hscale.errors import UsageError
 
-APP = '''\
+APP = """\
 from flask import Blueprint, Flask
 
 app = Flask(__name__)
@@ -54,7 +54,15 @@ def setting(name):
 
 
 app.register_blueprint(admin)
-'''
+"""
+PLAIN_WSGI = """\
+class App:
+    def __call__(self, environ, start_response):
+        return []
+
+
+app = App()
+"""
 TASKS = {"get_index": "/", "get_items": "/items", "get_search": "/search"}
 STUBS = {  # commented out: not a GET, or it has arguments
     "post_items": "POST /items",
@@ -116,15 +124,15 @@ def test_read_routes_imports_the_app_and_lists_its_rules(tmp_path: Path):
 
 
 def test_a_factory_is_called(tmp_path: Path):
-    source = APP.replace("app = Flask(__name__)", "def create_app():\n    return app\n\n\napp = Flask(__name__)")  # fmt: skip
+    factory = "def create_app():\n    return app\n\n\napp = Flask(__name__)"
+    source = APP.replace("app = Flask(__name__)", factory)
     root = project(tmp_path / "factory", source, module="factory")
     routes = starter.read_routes(sys.executable, root, "factory:create_app()")
     assert isinstance(routes, list) and "/search" in {r.rule for r in routes}
 
 
 def test_a_wsgi_app_without_url_map_is_named(tmp_path: Path):
-    source = "class App:\n    def __call__(self, environ, start_response):\n        return []\n\napp = App()\n"  # fmt: skip
-    root = project(tmp_path / "plain", source)
+    root = project(tmp_path / "plain", PLAIN_WSGI)
     assert starter.read_routes(sys.executable, root, "app:app") == "app.App"
 
 
@@ -223,7 +231,9 @@ def test_init_writes_then_refuses_to_overwrite_unless_forced(
     assert task_methods(written.read_text()) == TASKS
 
 
-def test_init_out_and_app_module(tmp_path: Path, own_venv: None, capsys: pytest.CaptureFixture[str]):
+def test_init_out_and_app_module(
+    tmp_path: Path, own_venv: None, capsys: pytest.CaptureFixture[str]
+):
     root = project(tmp_path / "two")
     (root / "other.py").write_text("from flask import Flask\n\nother = Flask(__name__)\n")
     out = tmp_path / "load.py"
@@ -236,8 +246,7 @@ def test_init_out_and_app_module(tmp_path: Path, own_venv: None, capsys: pytest.
 def test_init_non_flask_says_so_on_stdout(
     tmp_path: Path, own_venv: None, capsys: pytest.CaptureFixture[str]
 ):
-    source = "class App:\n    def __call__(self, environ, start_response):\n        return []\n\napp = App()\n"  # fmt: skip
-    root = project(tmp_path / "plain", source)
+    root = project(tmp_path / "plain", PLAIN_WSGI)
     code, out, _ = run_init(capsys, str(root))
     assert code == 0 and "is not a Flask app" in out
     assert task_methods((root / "locustfile.py").read_text()) == {"get_index": "/"}
@@ -257,7 +266,9 @@ ERRORS = {
     ),
     "no-app": ("x = 1\n", [], "no WSGI app found in"),
     "two-apps": (
-        "from flask import Flask\na = Flask(__name__)\nb = Flask(__name__)\n", [], "2 WSGI apps"
+        "from flask import Flask\na = Flask(__name__)\nb = Flask(__name__)\n",
+        [],
+        "2 WSGI apps",
     ),
     "no-attribute": (APP, ["--app-module", "app:nope"], "module app has no attribute 'nope'"),
     "bad-spec": (APP, ["--app-module", "app.py"], "is not package.module:app"),
