@@ -120,7 +120,7 @@ def read_routes(python: Path | str, project: Path, wsgi: str) -> list[Route] | s
             r["endpoint"],
             tuple(m for m in r["methods"] if m not in IGNORED_METHODS),
             tuple(r["arguments"]),
-        )  # fmt: skip
+        )
         for r in data["routes"]
     ]
 
@@ -134,7 +134,7 @@ CLIENT_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
 def _slug(rule: str) -> str:
-    """ "/api/users/<int:user_id>" -> "api_users_user_id"; "/" -> "index"."""
+    """A rule as a name: /api/users/<int:user_id> -> api_users_user_id; / -> index."""
     text = _ARG.sub(lambda m: m["name"], rule)
     slug = re.sub(r"\W+", "_", text).strip("_").lower()
     return slug or "index"

@@ -49,6 +49,7 @@ REFERENCE_READY_S = 90  # the reference app's replicas: healthy and routed withi
 # Where a containerised Locust finds your Locust file's directory (read-only).
 OWN_LOCUST_DIR = "/hscale/locust"
 LOG_TAIL = 3  # lines of a failing container's log in a one-line error
+GUNICORN_PREFIX = re.compile(r"^\[[^\]]+\] \[\d+\] \[[A-Z]+\] ")
 
 
 def engine() -> docker.DockerClient:
@@ -573,7 +574,8 @@ def _logs(container) -> str:
 def _tail(text: str, lines: int = LOG_TAIL) -> str:
     """The last lines of a log on one line; a Python exception's own line first when
     there is one (gunicorn's shutdown lines come after it)."""
-    kept = [x.strip() for x in text.splitlines() if x.strip()]
+    # Without gunicorn's "[time] [pid] [LEVEL] " prefix: the message is what matters.
+    kept = [GUNICORN_PREFIX.sub("", x).strip() for x in text.splitlines() if x.strip()]
     errors = [x for x in kept if re.match(r"^[\w.]+(Error|Exception)\b", x)]
     last = kept[-lines:]
     picked = [errors[-1], *(x for x in last if x != errors[-1])] if errors else last

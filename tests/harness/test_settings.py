@@ -347,7 +347,10 @@ def test_ci_target_accepts_fractions_and_percentages(raw, value):
         ({"TRIALS": "5", "MAX_TRIALS": "4"}, "MAX_TRIALS=4 is below TRIALS=5"),
         ({"LOAD": "open"}, "unknown LOAD 'open'; choose one of: closed, rate"),
         ({"LOAD": "rate"}, "LOAD=rate needs RATE"),  # RATE missing
-        ({"LOAD": "rate", "RATE": "0"}, "RATE must be a number of requests per second >= 0.1"),
+        (
+            {"LOAD": "rate", "RATE": "0"},
+            "RATE must be a number of requests per second from 0.1 to 1e+06",
+        ),
         ({"LOAD": "rate", "RATE": "nan"}, "RATE must be a number of requests per second"),
         ({"RATE": "100"}, "RATE applies to LOAD=rate only"),  # RATE without LOAD=rate
         ({"STORE": "mongodb"}, "unknown STORE 'mongodb'; choose one of: redis, memcached"),
@@ -362,3 +365,30 @@ def test_bad_trial_load_and_store_knobs_are_usage_errors(over, message):
 def test_open_loop_rate():
     s = settings.load({"LOAD": "rate", "RATE": "250.5"})
     assert s.load == "rate" and s.rate == 250.5
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"DURATION": "9" * 400}, "DURATION must be a duration"),
+        ({"DURATION": "3601"}, "DURATION must be from 1 to 3600 s"),
+        ({"WARMUP": "11m"}, "WARMUP must be from 0 to 600 s"),
+        ({"TIME_BUDGET": "100000"}, "TIME_BUDGET must be from 0 to 86400 s"),
+        ({"RATE": "1e400"}, "RATE must be a number of requests per second from 0.1 to 1e+06"),
+        ({"LOADGEN_CPUS": "3"}, "LOADGEN_CPUS=3 is more than this host's 2 CPUs"),
+        ({"RESULTS": "/tmp/my results"}, "has a space or one of"),
+        ({"RESULTS": "/tmp/x;error_log /etc/passwd"}, "which nginx's configuration cannot hold"),
+        ({"RESULTS": "/etc/passwd/x"}, "is not a directory this user can write to"),
+        ({"HEALTH_PATH": "ready"}, "HEALTH_PATH must be a URL path"),
+    ],
+)
+def test_unbounded_or_unsafe_values_are_usage_errors(over, message):
+    with pytest.raises(UsageError) as err:
+        settings.load(over, host_cpus=2)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_results_becomes_absolute(tmp_path, monkeypatch):
+    """nginx and the replicas run in other directories: a relative RESULTS is resolved now."""
+    monkeypatch.chdir(tmp_path)
+    assert settings.load({"RESULTS": "out/runs"}, host_cpus=2).results == str(tmp_path / "out/runs")
