@@ -33,6 +33,10 @@ setup: $(STAMP)
 bench: setup
 	$(BIN)/hscale bench $(KNOB_ARGS)
 
+.PHONY: faults ## kill a replica, pause one, restart the store, under load at N = REPLICAS: results/<run>/faults.html
+faults: setup
+	$(BIN)/hscale faults $(KNOB_ARGS)
+
 .PHONY: compare ## the same sweep per store, interleaved: make compare STORES="redis memcached postgres memory"
 compare: setup
 	@test -n "$(strip $(STORES))" || { echo 'usage: make compare STORES="redis memcached ..." [knobs]' >&2; exit 2; }

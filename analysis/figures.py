@@ -388,3 +388,32 @@ def run_figures(summary: Mapping, manifest: Mapping | None, raw: Series) -> dict
         "cpu": cpu(summary),
         "series": series(summary, raw),
     }
+
+
+def fault_timeline(
+    rows: Sequence[Mapping], warmup_s: float, fault_t: float, label: str,
+    pause_s: float | None = None, recovery_s: float | None = None,
+) -> Figure:  # fmt: skip
+    """A fault trial, second by second: successful and failed requests per second, the
+    mean latency on a second axis, the fault marked (and the pause, and the recovery)."""
+    fig = _figure(WIDE, 3.2)
+    ax = fig.subplots()
+    ts = [r["t"] for r in rows]
+    ax.plot(ts, [r["requests"] - r["failures"] for r in rows], color="C0", label="ok req/s")
+    ax.plot(ts, [r["failures"] for r in rows], color="C3", label="failed req/s")
+    ax.axvspan(0, warmup_s, color="grey", alpha=0.2, linewidth=0)
+    ax.axvline(fault_t, color="black", linestyle="--", linewidth=1, label=label)
+    if pause_s:
+        ax.axvspan(fault_t, fault_t + pause_s, color="C1", alpha=0.15, linewidth=0)
+    if recovery_s is not None:
+        ax.axvline(fault_t + recovery_s, color="C2", linestyle=":", label="recovered")
+    ax.set_xlabel("s since start (grey: warm-up, discarded)")
+    ax.set_ylabel("requests per second")
+    ax.grid(alpha=0.3)
+    lat = ax.twinx()
+    mean_ms = [math.nan if r.get("mean_ms") is None else r["mean_ms"] for r in rows]
+    lat.plot(ts, mean_ms, color="C4", alpha=0.6, linewidth=1)
+    lat.set_ylabel("mean latency, ms", color="C4")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(label, fontsize=9)
+    return fig

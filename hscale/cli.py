@@ -16,6 +16,7 @@ from hscale.procs import StartupError
 from hscale.results import RunDir, load_summary, new_run_id
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+FAULTS_DURATION_S = 20  # `hscale faults` default window: before, the fault, the recovery
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     stores.add_argument(
         "--stores", required=True, metavar="LIST", help='stores to compare, e.g. "redis memcached"'
     )
-    for p in (bench, stores):
+    faults = sub.add_parser(
+        "faults", help="kill, pause and restart parts of the stack under load, and measure it"
+    )
+    for p in (bench, stores, faults):
         for knob in settings.KNOBS:
             default = knob.default if knob.default is not None else knob.derived
             text = f"{knob.help} (default {default})"
@@ -141,17 +145,23 @@ def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
         )
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
+    """Settings, target, runtime (preflighted) and run directory of a bench or faults run:
+    every usage error before anything starts."""
     from hscale import target as targets
-    from hscale.analysis.report_files import write_report
-    from hscale.sweep import OVERHEAD_S, run_sweep, scenario_name
+    from hscale.sweep import scenario_name
 
-    s = settings.load(knob_values(args))
+    values = knob_values(args)
+    if prefix == "faults-":  # room for the fault and the recovery after it
+        values.setdefault("DURATION", str(FAULTS_DURATION_S))
+    s = settings.load(values)
+    if prefix == "faults-" and "restart-store" in s.faults and s.store in ("none", "memory"):
+        raise settings.UsageError(f"restart-store needs a store server; STORE={s.store} has none")
     results_dir(s)
     tgt = targets.resolve(s)  # APP, IMAGE, LOCUSTFILE: usage errors before anything starts
     what = scenario_name(tgt, s)
     root = Path(s.results)
-    run_id = new_run_id(what if tgt.reference else f"{tgt.name}-{Path(what).stem}")
+    run_id = new_run_id(prefix + (what if tgt.reference else f"{tgt.name}-{Path(what).stem}"))
     runtime = runtimes.create(s, run_id, root / run_id / "runtime")
     try:
         if s.loadgen_cpus:
@@ -160,7 +170,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except BaseException:
         runtime.stop()  # nothing started, but the runtime made its temporary directory
         raise
-    rd = RunDir(root, run_id)
+    return s, tgt, what, runtime, RunDir(root, run_id)
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    from hscale.faults import run_faults
+
+    s, tgt, what, runtime, rd = prepare(args, "faults-")
+    n = s.fault_n or max(s.sweep)
+    at = s.fault_at if s.fault_at is not None else s.duration / 3
+    err_console.print(
+        f"hscale: faults {', '.join(s.faults)} at N={n}, one trial each of {s.warmup:g}s "
+        f"warm-up + {s.duration:g}s, struck {at:g}s "
+        f"into the window; {what}, store {s.store}, runtime {runtime.name} -> {rd.path}",
+        highlight=False,
+    )
+    with sweep_progress(len(s.faults) * (s.warmup + s.duration + 10)) as update:
+        doc = run_faults(s, rd, runtime, update, lambda m: err_console.print(m, highlight=False))
+    for f in doc["faults"]:
+        console.print(f"- {f['verdict']}", highlight=False)
+        if f.get("durability"):
+            console.print(f"  {f['durability']}", highlight=False)
+    if doc.get("error"):
+        err_console.print(f"{doc['status']}: {doc['error']}", highlight=False, markup=False)
+    console.print(f"report: {rd.path / 'faults.html'}", highlight=False)
+    return {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(doc["status"], EXIT_FAILED)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hscale.analysis.report_files import write_report
+    from hscale.sweep import OVERHEAD_S, run_sweep
+
+    s, tgt, what, runtime, rd = prepare(args)
     err_console.print(
         f"hscale: sweep N={' '.join(map(str, s.sweep))}, "
         + (f"scenario {what}" if tgt.reference else f"{tgt.kind} {tgt.name} loaded by {what}")
@@ -362,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     handler = {
         "bench": cmd_bench,
+        "faults": cmd_faults,
         "show": cmd_show,
         "plot": cmd_plot,
         "knobs": cmd_knobs,

@@ -19,6 +19,7 @@ from hscale import paths, runtimes, stores
 from hscale.errors import UsageError
 
 LOAD_MODELS = ("closed", "rate")
+FAULTS = ("kill-replica", "pause-replica", "restart-store")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -130,6 +131,16 @@ def _results(raw: str) -> str:
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"RESULTS={raw!r}: {probe} is not a directory this user can write to")
     return path
+
+
+def _faults(raw: str) -> tuple[str, ...]:
+    names = raw.replace(",", " ").split()
+    if names == ["all"]:
+        return FAULTS
+    bad = [n for n in names if n not in FAULTS]
+    if bad or not names:
+        raise UsageError(f"unknown FAULT {raw!r}; choose all or any of: {', '.join(FAULTS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def _path(name: str) -> Callable[[str], str]:
@@ -352,6 +363,33 @@ KNOBS: tuple[Knob, ...] = (
         "CFS period of every CPU quota, in microseconds: a replica runs quota/period of "
         "each period and waits out the rest, so the period bounds the wait a request sees",
     ),
+    Knob(
+        "FAULT",
+        "all",
+        _faults,
+        "`hscale faults`: the faults to inject, one trial each: kill-replica (SIGKILL one "
+        "replica), pause-replica (SIGSTOP it for FAULT_PAUSE), restart-store; or all",
+    ),
+    Knob(
+        "FAULT_N",
+        None,
+        _int("FAULT_N", 1, 256),
+        "`hscale faults`: the N to run them at",
+        "largest N",
+    ),
+    Knob(
+        "FAULT_AT",
+        None,
+        _seconds("FAULT_AT", 0, 3600),
+        "`hscale faults`: seconds into the measured window when the fault strikes",
+        "DURATION / 3",
+    ),
+    Knob(
+        "FAULT_PAUSE",
+        "3",
+        _seconds("FAULT_PAUSE", 0.1, 600),
+        "`hscale faults`: how long pause-replica keeps the replica stopped",
+    ),
     Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
     Knob(
         "APP_PORT",
@@ -407,6 +445,10 @@ class Settings:
     health_path: str | None = None
     ready_timeout: float = 60.0
     locustfile: str | None = None
+    faults: tuple[str, ...] = FAULTS
+    fault_n: int | None = None
+    fault_at: float | None = None
+    fault_pause: float = 3.0
     host_cpus: int = field(default=os.cpu_count() or 1)
 
     def users_at(self, n: int) -> int:
@@ -514,6 +556,10 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         health_path=parsed["HEALTH_PATH"],
         ready_timeout=parsed["READY_TIMEOUT"],
         locustfile=parsed["LOCUSTFILE"],
+        faults=parsed["FAULT"],
+        fault_n=parsed["FAULT_N"],
+        fault_at=parsed["FAULT_AT"],
+        fault_pause=parsed["FAULT_PAUSE"],
         host_cpus=cpus,
     )
 

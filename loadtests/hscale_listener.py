@@ -1,9 +1,10 @@
 """Locust event hooks shared by every scenario: the numbers hscale reads.
 
 Imported by each scenario file, or loaded beside your own Locust file as a second
-locustfile (`-f yours.py,hscale_listener.py`: yours needs no change). It keeps a tally of the measurement window only:
-warm-up requests are discarded by resetting Locust's own stats and this tally
-after HSCALE_WARMUP seconds, so Locust's CSV/JSON and hscale agree.
+locustfile (`-f yours.py,hscale_listener.py`: yours needs no change). It keeps a tally
+of the measurement window only: warm-up requests are discarded by resetting Locust's
+own stats and this tally after HSCALE_WARMUP seconds, so Locust's CSV/JSON and hscale
+agree.
 
 It records every response time into an HdrHistogram (exact percentiles; Locust's
 own buckets keep ~2 significant digits), counts the X-Upstream header that nginx puts

@@ -82,6 +82,7 @@ class Tally:
         self.test_start = time.time()
         self.consistency = Consistency()  # whole run: not part of reset()
         self.per_second: Counter[tuple[int, str]] = Counter()  # (epoch second, kind)
+        self.max_ms: dict[int, float] = {}  # epoch second -> its slowest response
         self.reset(phase="warmup")
 
     def reset(self, phase: str) -> None:
@@ -115,6 +116,8 @@ class Tally:
         self.requests += 1
         second = int(time.time())
         self.per_second[(second, "requests")] += 1
+        self.per_second[(second, "latency_ms")] += response_time_ms  # a mean per second
+        self.max_ms[second] = max(self.max_ms.get(second, 0.0), response_time_ms)
         if error is not None:
             self.failures += 1
             self.errors[error[:200]] += 1
@@ -135,6 +138,7 @@ class Tally:
             "cpu_warnings": self.cpu_warnings,
             "histogram": _encode(self.hist) if self.requests else None,
             "per_second": [[s, k, n] for (s, k), n in self.per_second.items()],
+            "max_ms": [[s, ms] for s, ms in self.max_ms.items()],
             "intended_sends": self.intended_sends,
             "late_sends": self.late_sends,
             "max_send_lag_ms": self.max_send_lag_ms,
@@ -142,12 +146,15 @@ class Tally:
         }
         phase = self.phase
         self.per_second.clear()
+        self.max_ms.clear()
         self.reset(phase)
         return report
 
     def merge(self, report: dict) -> None:
         for second, kind, count in report["per_second"]:
             self.per_second[(second, kind)] += count  # warm-up seconds too, for the series
+        for second, ms in report.get("max_ms", []):
+            self.max_ms[second] = max(self.max_ms.get(second, 0.0), ms)
         self.consistency.merge(report["consistency"])  # whole run, whatever the phase
         if report["phase"] != self.phase:
             return  # recorded before this worker heard that the warm-up ended
@@ -171,6 +178,8 @@ class Tally:
                 "t": s - first,
                 "requests": self.per_second[(s, "requests")],
                 "failures": self.per_second[(s, "failures")],
+                "mean_ms": _mean_ms(self.per_second, s),
+                "max_ms": round(self.max_ms[s], 3) if s in self.max_ms else None,
             }
             for s in range(first, last + 1)
         ]
@@ -204,6 +213,11 @@ class Tally:
             "late_threshold_ms": LATE_MS,
             "max_send_lag_ms": round(self.max_send_lag_ms, 3),
         }
+
+
+def _mean_ms(per_second: Counter, second: int) -> float | None:
+    n = per_second[(second, "requests")]
+    return round(per_second[(second, "latency_ms")] / n, 3) if n else None
 
 
 def _encode(hist: HdrHistogram) -> str:

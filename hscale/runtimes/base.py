@@ -88,6 +88,16 @@ class Runtime(ABC):
     @abstractmethod
     def info(self) -> RuntimeInfo: ...
 
+    def inject(self, fault: str, seconds: float) -> dict[str, Any]:
+        """Strike one fault now (settings.FAULTS: kill-replica, pause-replica for `seconds`,
+        restart-store) and return what was done; the last replica is the victim."""
+        from hscale.errors import UsageError
+
+        raise UsageError(f"faults are not available on the {self.name} runtime")
+
+    def heal(self) -> None:  # noqa: B027  (optional: a runtime without faults has nothing to heal)
+        """After a fault: every replica running again and behind nginx."""
+
     def loadgen_launcher(self):
         """A launcher that runs Locust elsewhere (see hscale.loadgen), or None: this host."""
         return None

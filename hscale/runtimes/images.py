@@ -312,8 +312,9 @@ def build_project(
         log(f"images: reusing {tag}")
         return tag
     offline = bool(env.get("PIP_INSTALL_ARGS"))
+    wheels = project_wheelhouse(target, env["PYTHON_IMAGE"], log) if offline else None
     with tempfile.TemporaryDirectory(prefix="hscale-context-") as tmp:
-        context = assemble_context(target, Path(tmp), log if offline else None)
+        context = assemble_context(target, Path(tmp), wheels)
         log(f"images: building {tag} from {target.project}")
         install = "-r requirements.txt" if target.requirements().suffix == ".txt" else "."
         args = {
@@ -329,7 +330,7 @@ def build_project(
     return tag
 
 
-def assemble_context(target: Target, root: Path, offline_log: Callable[[str], None] | None) -> Path:
+def assemble_context(target: Target, root: Path, wheels: Path | None) -> Path:
     """The build context: the project (readable by the image's non-root user whatever its
     modes here), gunicorn's settings, the Dockerfile, and (registry-less) the wheels."""
     assert target.project is not None
@@ -345,33 +346,68 @@ def assemble_context(target: Target, root: Path, offline_log: Callable[[str], No
             d.chmod(0o755)
     (root / "project").mkdir(exist_ok=True)
     wheelhouse = root / "wheelhouse"
-    if offline_log is None:
+    if wheels is None:
         wheelhouse.mkdir()
     else:
-        shutil.copytree(project_wheelhouse(target, offline_log), wheelhouse)
+        shutil.copytree(wheels, wheelhouse, ignore=shutil.ignore_patterns(".complete"))
     return root
 
 
-def project_wheelhouse(target: Target, log: Callable[[str], None]) -> Path:
+def project_wheelhouse(target: Target, base: str, log: Callable[[str], None]) -> Path:
     """Wheels of the project's requirements and gunicorn, downloaded on this host (which
-    reaches PyPI) for the registry-less build; kept per requirements fingerprint."""
+    reaches PyPI) for the registry-less build on `base`; kept per requirements fingerprint."""
     wheelhouse = project_env.cache_dir() / "wheelhouses" / f"{target.name}-{target.fingerprint()}"
     if (wheelhouse / ".complete").is_file():
         return wheelhouse
     req = target.requirements()
     log(f"offline: downloading the wheels of {req} into {wheelhouse}")
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    what = ["-r", str(req)] if req.suffix == ".txt" else pyproject_requirements(req)
+    what = ["-r", req.name] if req.suffix == ".txt" else pyproject_requirements(req)
+    _download(wheelhouse, [*what, project_env.gunicorn_pin()], req)
+    _complete_for(base, wheelhouse, req, [*what, project_env.gunicorn_pin()], log)
+    (wheelhouse / ".complete").write_text(f"{req}\n")
+    return wheelhouse
+
+
+def _download(wheelhouse: Path, what: list[str], req: Path) -> None:
+    """pip download on this host (paths in `what` relative to the requirements' folder)."""
     done = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-         "--only-binary=:all:", "-d", str(wheelhouse), *what, project_env.gunicorn_pin()],
+         "--only-binary=:all:", "-d", str(wheelhouse), *what],
         capture_output=True, text=True, cwd=req.parent, timeout=project_env.INSTALL_TIMEOUT_S,
     )  # fmt: skip
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise UsageError(f"downloading the wheels of {req} failed (registry-less path): {tail}")
-    (wheelhouse / ".complete").write_text(f"{req}\n")
-    return wheelhouse
+
+
+MISSING = re.compile(r"No matching distribution found for ([^;\s]+)")
+
+
+def _complete_for(
+    base: str, wheelhouse: Path, req: Path, what: list[str], log: Callable[[str], None]
+) -> None:
+    """This host's pip picks dependencies by this host's Python, the base's may be older
+    (Debian's 3.11.2: redis needs async-timeout below 3.11.3). Resolve in the base, with no
+    network, and download what it misses, until nothing is."""
+    script = 'python3 -m venv /tmp/v && /tmp/v/bin/pip install --dry-run --quiet --no-index \
+--disable-pip-version-check --find-links=/wheelhouse "$@"'
+    for _ in range(10):
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "-v", f"{wheelhouse}:/wheelhouse:ro",
+             "-v", f"{req.parent}:/project:ro", "-w", "/project", base, "sh", "-c", script,
+             "sh", *what],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return
+        missing = MISSING.search(done.stdout + done.stderr)
+        if not missing:
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise UsageError(f"the wheels of {req} do not install on {base}: {tail}")
+        log(f"offline: {base}'s Python also needs {missing.group(1)}: downloading it")
+        _download(wheelhouse, [missing.group(1)], req)
+    raise UsageError(f"the wheels of {req} still miss dependencies on {base} after 10 rounds")
 
 
 def pyproject_requirements(pyproject: Path) -> list[str]:

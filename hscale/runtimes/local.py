@@ -5,14 +5,18 @@ the OS allows."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hscale import cgroups, paths, project_env, stores
 from hscale.cgroups import CpuCounters, CpuGroup
@@ -29,6 +33,12 @@ from hscale.runtimes import local_stores
 from hscale.runtimes.base import Component, Runtime, RuntimeInfo
 from hscale.runtimes.binaries import find_binary
 from hscale.settings import Settings
+
+
+def _resume(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGCONT)
+
 
 # The app's command that creates the store's schema (idempotent), run once before replicas.
 INIT_STORE = ("-m", "refapp.init_store")
@@ -58,6 +68,8 @@ class LocalRuntime(Runtime):
         )
         self.nginx: ManagedProcess | None = None
         self.python = sys.executable  # the replicas' interpreter: APP's venv for your app
+        self._resumers: list[threading.Timer] = []  # pause-replica's SIGCONT timers
+        self._starting: Replica | None = None  # a replica not yet answering
         self.groups: dict[str, CpuGroup] = {}
         self._stopped = False
 
@@ -90,7 +102,7 @@ class LocalRuntime(Runtime):
 
     def resize(self, n: int) -> None:
         while len(self.replica_list) < n:
-            self._start_replica(len(self.replica_list) + 1)
+            self.replica_list.append(self._start_replica(len(self.replica_list) + 1))
         while len(self.replica_list) > n:
             replica = self.replica_list.pop()
             replica.proc.stop()
@@ -104,6 +116,40 @@ class LocalRuntime(Runtime):
 
     def upstreams(self) -> dict[str, str]:
         return {f"127.0.0.1:{r.port}": r.name for r in self.replica_list}
+
+    def inject(self, fault: str, seconds: float) -> dict[str, Any]:
+        if fault == "restart-store":
+            if self.store.process is None:
+                raise UsageError(f"restart-store needs a store server (STORE={self.s.store})")
+            t0 = time.monotonic()
+            self.store.restart()
+            return {"store": self.s.store, "restart_s": round(time.monotonic() - t0, 3)}
+        victim = self.replica_list[-1]
+        # The whole process group: gunicorn's master and its workers, as a machine loss.
+        if fault == "kill-replica":
+            os.killpg(victim.proc.pid, signal.SIGKILL)
+            return {"replica": victim.name}
+        os.killpg(victim.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(seconds, _resume, (victim.proc.pid,))
+        resume.daemon = True
+        resume.start()
+        self._resumers.append(resume)
+        return {"replica": victim.name, "paused_s": seconds}
+
+    def heal(self) -> None:
+        for t in self._resumers:  # a pause ends now if it has not yet
+            t.join()
+        self._resumers.clear()
+        dead = [i for i, r in enumerate(self.replica_list) if not r.proc.alive()]
+        for i in dead:
+            old = self.replica_list[i]
+            old.proc.stop()
+            if old.group:
+                old.group.remove()
+                self.groups.pop(old.name, None)
+            self.replica_list[i] = self._start_replica(i + 1)
+        if dead:
+            self._configure_nginx()
 
     def components(self) -> list[Component]:
         budget = self.s.replica_cpus if self.mode != "none" else None
@@ -155,8 +201,13 @@ class LocalRuntime(Runtime):
         if self._stopped:
             return
         self._stopped = True
+        for t in self._resumers:
+            t.cancel()
+        replicas = [*self.replica_list, *([self._starting] if self._starting else [])]
+        for r in replicas:  # a paused replica would not see SIGTERM
+            _resume(r.proc.pid)
         # Entry point first, so nothing new arrives while the replicas drain.
-        for proc in [self.nginx, *(r.proc for r in reversed(self.replica_list))]:
+        for proc in [self.nginx, *(r.proc for r in reversed(replicas))]:
             if proc is not None:
                 proc.stop()
         self.store.stop()
@@ -220,7 +271,7 @@ class LocalRuntime(Runtime):
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
             raise StartupError(f"{name} failed with code {done.returncode}; log {log}:\n{tail}")
 
-    def _start_replica(self, index: int) -> None:
+    def _start_replica(self, index: int) -> Replica:
         name, port = f"replica-{index}", self.s.app_port + index - 1
         env = {
             "GUNICORN_BIND": f"127.0.0.1:{port}",
@@ -234,9 +285,12 @@ class LocalRuntime(Runtime):
         }
         argv = [self.python, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
         proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir)
-        self.replica_list.append(Replica(name, port, proc, self.groups.get(name)))
+        replica = Replica(name, port, proc, self.groups.get(name))
+        self._starting = replica  # stop() finds it even if it never answers
         url = f"http://127.0.0.1:{port}{self.target.health_path}"
         wait_http(url, proc, timeout=self.s.ready_timeout, ok=range(200, 400))
+        self._starting = None
+        return replica
 
     def _configure_nginx(self) -> None:
         conf = self.workdir / "nginx.conf"
