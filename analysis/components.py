@@ -30,7 +30,9 @@ def cpu_usage(
     out = {}
     for name in sorted(set(start) & set(end)):
         a, b = start[name], end[name]
-        cores = (b.cpu_s - a.cpu_s) / seconds if seconds > 0 else 0.0
+        # A counter that went backwards: its process ended in the window (the trial is
+        # marked not valid for that); 0, never a negative CPU.
+        cores = max(0.0, b.cpu_s - a.cpu_s) / seconds if seconds > 0 else 0.0
         budget = budgets.get(name)
         periods = b.nr_periods - a.nr_periods
         out[name] = {

@@ -41,6 +41,10 @@ OVERHEAD_S = 6.0
 Progress = Callable[[str, float], None]
 
 
+class StackLost(RuntimeError):
+    """A replica, the store or nginx died while a trial measured."""
+
+
 class Interrupted(Exception):
     """SIGTERM or SIGHUP: handled like Ctrl-C."""
 
@@ -222,8 +226,18 @@ class Sweep:
             self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
 
         run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick)
-        after = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
+        lost = runtime.casualties()
         stage = Stage(s, runtime, self.limits, self.rd.path)
+        if lost:  # kept, not valid, and the sweep stops: the stack is not what was asked
+            trial = make_trial(stage, n, k, len(self.trials), plan, run, out, host_speed)
+            trial["notes"] += [f"{what} during measurement" for what in lost]
+            trial["valid"], trial["consistency"] = False, None
+            self.record(trial, run.tally["histogram"])
+            raise StackLost(
+                f"{'; '.join(lost)} during the measurement of N={n} trial {k}; the trial is "
+                f"kept in summary.json, marked not valid"
+            )
+        after = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
         trial = make_trial(stage, n, k, len(self.trials), plan, run, out, host_speed)
         trial["consistency"] = (
             consistency.judge(run.tally.get("consistency"), before, after) if checked else None

@@ -88,6 +88,11 @@ class Runtime(ABC):
     @abstractmethod
     def info(self) -> RuntimeInfo: ...
 
+    def casualties(self) -> list[str]:
+        """Parts of the stack that should be running and are not ("store exited"): a
+        trial they died in is kept but not valid, and the sweep stops."""
+        return []
+
     def inject(self, fault: str, seconds: float) -> dict[str, Any]:
         """Strike one fault now (settings.FAULTS: kill-replica, pause-replica for `seconds`,
         restart-store) and return what was done; the last replica is the victim."""

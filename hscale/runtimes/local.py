@@ -117,6 +117,14 @@ class LocalRuntime(Runtime):
     def upstreams(self) -> dict[str, str]:
         return {f"127.0.0.1:{r.port}": r.name for r in self.replica_list}
 
+    def casualties(self) -> list[str]:
+        dead = [f"{r.name} exited" for r in self.replica_list if not r.proc.alive()]
+        if self.store.process is not None and not self.store.process.alive():
+            dead.append(f"store ({self.s.store}) exited")
+        if self.nginx is not None and not self.nginx.alive():
+            dead.append("nginx exited")
+        return dead
+
     def inject(self, fault: str, seconds: float) -> dict[str, Any]:
         if fault == "restart-store":
             if self.store.process is None:
