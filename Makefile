@@ -37,6 +37,10 @@ bench: setup
 faults: setup
 	$(BIN)/hscale faults $(KNOB_ARGS)
 
+.PHONY: cleanup ## remove what killed runs left behind (processes, containers, networks, cgroups, temp files)
+cleanup: setup
+	$(BIN)/hscale cleanup $(if $(RUN),--run '$(RUN)')
+
 .PHONY: compare ## the same sweep per store, interleaved: make compare STORES="redis memcached postgres memory"
 compare: setup
 	@test -n "$(strip $(STORES))" || { echo 'usage: make compare STORES="redis memcached ..." [knobs]' >&2; exit 2; }

@@ -91,6 +91,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="name a run in tables and figures (default: its directory name)",
     )
     sub.add_parser("knobs", help="list every knob with its default")
+    clean = sub.add_parser(
+        "cleanup",
+        help="remove what killed runs left: processes, containers, networks, cgroups, temp files",
+    )
+    clean.add_argument("--run", metavar="RUN_ID", help="only what this run left (if not live)")
     init = sub.add_parser("init", help="write a starter Locust file from your app's URL map")
     init.add_argument("app", metavar="APP", help="your project: a WSGI app and its requirements")
     init.add_argument(
@@ -116,6 +121,29 @@ def knob_values(args: argparse.Namespace) -> dict[str, str | None]:
         if getattr(args, k.name) is not None:
             values[k.name] = getattr(args, k.name)
     return values
+
+
+_HELD: list = []  # this command's RunLocks, released when it returns (or by the kernel)
+
+
+def hold_run(s: settings.Settings, run_id: str) -> None:
+    """Lock the run's ports and results directory, and register it for `hscale cleanup`."""
+    from hscale import runlock
+    from hscale.cleanup import project_of
+
+    runtime = runtimes.resolve(s.runtime)
+    ports = {"PORT, nginx": s.port}
+    if runtime == "local":
+        ports |= {f"APP_PORT+{i}, replica {i + 1}": s.app_port + i for i in range(max(s.sweep))}
+        ports["STORE_PORT"] = s.store_port
+    lock = runlock.lock_run(run_id, ports, s.results)
+    lock.register(
+        runtime=runtime,
+        project=project_of(run_id),
+        tmp_prefix=f"hscale-{run_id}-",
+        cgroup=f"hscale-{run_id}",
+    )
+    _HELD.append(lock)
 
 
 def results_dir(s: settings.Settings) -> None:
@@ -162,6 +190,7 @@ def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
     what = scenario_name(tgt, s)
     root = Path(s.results)
     run_id = new_run_id(prefix + (what if tgt.reference else f"{tgt.name}-{Path(what).stem}"))
+    hold_run(s, run_id)  # a second run on these ports or RESULTS refuses here
     runtime = runtimes.create(s, run_id, root / run_id / "runtime")
     try:
         if s.loadgen_cpus:
@@ -171,6 +200,16 @@ def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
         runtime.stop()  # nothing started, but the runtime made its temporary directory
         raise
     return s, tgt, what, runtime, RunDir(root, run_id)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from hscale.cleanup import cleanup
+
+    removed = cleanup(Path(args.run).name if args.run else None)
+    for line in removed:
+        console.print(f"removed {line}", highlight=False, markup=False)
+    console.print(f"hscale cleanup: {len(removed)} thing(s) removed", highlight=False)
+    return 0
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -412,18 +451,23 @@ def main(argv: list[str] | None = None) -> int:
         "compare": cmd_compare,
         "compare-stores": cmd_compare_stores,
         "init": cmd_init,
+        "cleanup": cmd_cleanup,
     }
     try:
         return handler[args.command](args)
     except settings.UsageError as exc:
         print(f"hscale: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StartupError as exc:
-        err_console.print(f"hscale: could not start: {exc}", highlight=False)
+    except StartupError as exc:  # log tails may hold "[/...]": never read as markup
+        err_console.print(f"hscale: could not start: {exc}", highlight=False, markup=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err_console.print("hscale: interrupted", highlight=False)
         return EXIT_INTERRUPTED
+    finally:
+        for lock in _HELD:
+            lock.release()
+        _HELD.clear()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -94,24 +95,29 @@ def print_summary(summary: dict, run_path: str) -> None:
     console.print(results_table(summary))
     for p in summary["points"]:
         for note in p["notes"]:
-            console.print(f"  N={p['replicas']} [red]invalid[/red]: {note}", highlight=False)
+            console.print(
+                f"  N={p['replicas']} [red]invalid[/red]: {escape(note)}", highlight=False
+            )
         for note in p.get("warnings", []):
-            console.print(f"  N={p['replicas']} [yellow]note[/yellow]: {note}", highlight=False)
+            console.print(
+                f"  N={p['replicas']} [yellow]note[/yellow]: {escape(note)}", highlight=False
+            )
     checked = summary.get("consistency")
     if checked:
         if checked["consistent"]:
             console.print("consistency: the store's state matches what was acknowledged")
         for problem in checked["problems"]:
-            console.print(f"[red]inconsistent[/red]: {problem}", highlight=False)
+            console.print(f"[red]inconsistent[/red]: {escape(problem)}", highlight=False)
     for line in precision.describe(summary):
         console.print(line, highlight=False)
     analysis = summary.get("analysis")
     if analysis:
         console.print(f"\n[bold]verdict[/bold]: {analysis['verdict']}", highlight=False)
     elif summary.get("analysis_error"):
-        console.print(f"no scaling fit: {summary['analysis_error']}", highlight=False)
+        console.print(f"no scaling fit: {escape(summary['analysis_error'])}", highlight=False)
     if summary.get("error"):
-        console.print(f"[bold]{summary['status']}[/bold]: {summary['error']}")
+        # Errors carry log tails: "[/...]" in them must print as text, not markup.
+        console.print(f"[bold]{summary['status']}[/bold]: {escape(summary['error'])}")
     if summary.get("leftover_processes"):
         console.print(
             f"[red]killed processes teardown missed:[/red] {summary['leftover_processes']}"
