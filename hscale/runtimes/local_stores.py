@@ -145,23 +145,39 @@ class RedisStore(LocalStore):
     def preflight(self) -> None:
         self.binary = find_binary("redis-server")
 
+    # Any local user can reach 127.0.0.1: a password generated per run, and no CONFIG or
+    # DEBUG (CONFIG SET dir + SAVE is how an open Redis writes files where it likes).
+    LOCKED = ("CONFIG", "DEBUG", "MODULE", "SHUTDOWN")
+
+    def __init__(self, run: StoreRun) -> None:
+        super().__init__(run)
+        self.password = secrets.token_hex(16)  # in a 0600 file and replicas' environments
+
     def prepare(self) -> None:
-        (self.run.tmp / "redis").mkdir(exist_ok=True)
+        home = self.run.tmp / "redis"
+        home.mkdir(mode=0o700, exist_ok=True)
+        self.conf = home / "redis.conf"
+        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"requirepass {self.password}\nprotected-mode yes\n")
+            fh.writelines(f'rename-command {c} ""\n' for c in self.LOCKED)
 
     def argv(self) -> list[str]:
         # No persistence: the data lives for one run.
         return [
-            *(self.exe, "--port", str(self.run.port), "--bind", "127.0.0.1"),
+            *(self.exe, str(self.conf), "--port", str(self.run.port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", "no", "--daemonize", "no"),
             *("--dir", str(self.run.tmp / "redis")),
         ]
 
     def serve(self) -> None:
         self.process = self.run.spawn("store", self.argv())
-        self._wait(lambda: _ask(self.run.port, b"PING\r\n").startswith(b"+PONG"), "PING")
+        ask = f"AUTH {self.password}\r\nPING\r\n".encode()
+        self._wait(lambda: _ask(self.run.port, ask).startswith(b"+OK\r\n+PONG"), "PING")
 
     def app_env(self) -> dict[str, str]:
-        return {**super().app_env(), "APP_REDIS_URL": f"redis://127.0.0.1:{self.run.port}/0"}
+        url = f"redis://:{self.password}@127.0.0.1:{self.run.port}/0"
+        return {**super().app_env(), "APP_REDIS_URL": url}
 
     def details(self) -> dict[str, Any]:
         return {
@@ -169,6 +185,8 @@ class RedisStore(LocalStore):
             "binary": self.binary,
             "version": version([self.exe, "--version"]),
             "persistence": "none",
+            "auth": "password generated per run (in a 0600 file), 127.0.0.1 only; "
+            f"{', '.join(self.LOCKED)} disabled",
         }
 
 

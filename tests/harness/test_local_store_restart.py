@@ -35,3 +35,22 @@ def test_the_runtimes_own_cluster_lets_one_role_into_one_database(
 
     assert "host hscale hscale 127.0.0.1/32" in PostgresStore.hba(postgres_server.store)
     assert "CREATEDB" not in PostgresStore.bootstrap_sql(postgres_server.store)
+
+
+def test_local_redis_needs_the_runs_password_and_has_no_config(redis_server) -> None:
+    """Any local user reaches 127.0.0.1: no password, no access; with it, no CONFIG."""
+    import stat
+
+    import pytest
+
+    port = redis_server.port
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.ping()
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        client.config_get("dir")
+    conf = redis_server.store.conf
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert redis_server.store.password in conf.read_text()
+    client.close()
