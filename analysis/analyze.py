@@ -103,6 +103,9 @@ def _whole(cell: str, column: str, line: int) -> int:
     return int(value)
 
 
+MAX_CSV_ROWS = 10_000  # every row is bootstrapped: a bound on memory and time
+
+
 def _cells(line: str) -> list[str]:
     return next(csv.reader([line]), [])
 
@@ -128,7 +131,12 @@ def measurements_from_csv(text: str) -> list[Measurement]:
             f"CSV header lacks column {' and '.join(missing)} (found: {', '.join(header)})"
         )
     col = {name: header.index(name) for name in ("n", "throughput", "trial") if name in header}
+    if len(lines) - 1 > MAX_CSV_ROWS:
+        raise ValueError(
+            f"CSV has {len(lines) - 1:,} data rows; at most {MAX_CSV_ROWS:,} (one per trial)"
+        )
     out: list[Measurement] = []
+    seen: dict[tuple[int, int], int] = {}
     counters: dict[int, int] = defaultdict(int)
     for line, text_line in lines[1:]:
         row = _cells(text_line)
@@ -142,6 +150,9 @@ def measurements_from_csv(text: str) -> list[Measurement]:
             raise ValueError(f"row {line}: throughput must not be negative, got {x:g}")
         counters[n] += 1
         trial = _whole(row[col["trial"]].strip(), "trial", line) if "trial" in col else counters[n]
+        if (n, trial) in seen:  # counted twice, it would narrow the CI it does not earn
+            raise ValueError(f"row {line}: n {n} trial {trial} repeats row {seen[(n, trial)]}")
+        seen[(n, trial)] = line
         out.append((n, trial, x))
     if not out:
         raise ValueError("CSV has a header but no data rows")

@@ -16,6 +16,7 @@ from hscale.procs import StartupError
 from hscale.results import RunDir, load_summary, new_run_id
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+MAX_CSV_BYTES = 4 << 20  # `hscale analyze`: far above any sweep's trials, far below memory
 FAULTS_DURATION_S = 20  # `hscale faults` default window: before, the fault, the recovery
 
 
@@ -402,6 +403,10 @@ def _measurements(path: Path) -> tuple[list, str, list | None, int]:
             raise settings.UsageError(str(exc)) from None
     if not path.is_file():
         raise settings.UsageError(f"{path}: no such run directory or CSV file")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise settings.UsageError(
+            f"{path}: {path.stat().st_size:,} bytes; at most {MAX_CSV_BYTES:,}"
+        )
     try:
         return measurements_from_csv(path.read_text()), "every row of the CSV", None, 0
     except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError

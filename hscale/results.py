@@ -13,6 +13,7 @@ Layout (documented field by field in results/README.md):
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -30,8 +31,21 @@ def now_iso() -> str:
 def write_json(path: Path, payload: Any) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    # allow_nan=False: NaN and Infinity are not JSON; other readers would refuse the file.
+    text = json.dumps(finite(payload), indent=2, sort_keys=False, default=str, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinities as null, all the way down."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def new_run_id(label: str) -> str:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hscale_testkit import run_hscale
 
 from hscale.analysis.analyze import analyze, measurements_from_csv, measurements_from_summary
 from hscale.analysis.verdict import verdict
@@ -264,3 +265,27 @@ def test_verdict_survives_missing_fields() -> None:
     out = analyze([(1, 1, 100.0), (1, 2, 98.0), (2, 1, 190.0), (2, 2, 195.0)])
     text = verdict(out, [{}, {"replicas": 2}, {"replicas": 1, "valid": False}])
     assert "Point N = 1 is invalid" in text and "no reason recorded" in text
+
+
+def test_a_repeated_trial_row_is_refused_not_counted_twice(tmp_path) -> None:
+    csv = tmp_path / "dup.csv"
+    csv.write_text("n,trial,throughput\n1,1,100\n2,1,190\n2,1,190\n")
+    done = run_hscale(["analyze", str(csv)])
+    assert done.returncode == 2
+    assert "row 4: n 2 trial 1 repeats row 3" in done.stderr
+
+
+def test_a_huge_csv_is_refused_before_it_is_read(tmp_path) -> None:
+    csv = tmp_path / "huge.csv"
+    with csv.open("w") as fh:
+        fh.write("n,throughput\n")
+        fh.write("1,100\n" * 900_000)  # 5.4 MB
+    done = run_hscale(["analyze", str(csv)])
+    assert done.returncode == 2 and "at most 4,194,304" in done.stderr
+
+
+def test_too_many_rows_are_refused(tmp_path) -> None:
+    csv = tmp_path / "rows.csv"
+    csv.write_text("n,throughput\n" + "".join(f"{1 + i % 4},{100 + i}\n" for i in range(10_001)))
+    done = run_hscale(["analyze", str(csv)])
+    assert done.returncode == 2 and "10,001 data rows; at most 10,000" in done.stderr

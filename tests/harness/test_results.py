@@ -162,3 +162,17 @@ def test_load_summary_reads_what_write_summary_wrote(tmp_path: Path):
     rd.write_summary(summary("run-a", "interrupted", error="interrupted (SIGINT)"))
     got = load_summary(rd.path)
     assert got["status"] == "interrupted" and got["error"] == "interrupted (SIGINT)"
+
+
+def test_write_json_never_writes_nan_or_infinity(tmp_path) -> None:
+    import json as json_
+
+    from hscale.results import write_json
+
+    write_json(
+        tmp_path / "x.json",
+        {"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}},
+    )
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
