@@ -275,6 +275,12 @@ def _check_open_loop(environment) -> None:
 @events.init.add_listener
 def on_init(environment, **_kw) -> None:
     runner = environment.runner
+    if os.environ.get("HSCALE_OWN_LOCUSTFILE") == "1":
+        # Your own file, unchanged: LOAD decides the pacing (closed: none, the maximum
+        # throughput; rate: the open-loop schedule), not the file's wait_time. On
+        # workers too: they run the users.
+        for user_class in environment.user_classes:
+            user_class.wait_time = pacing
     if isinstance(runner, WorkerRunner):
 
         def on_phase(msg, **_kw) -> None:
@@ -284,11 +290,6 @@ def on_init(environment, **_kw) -> None:
 
         runner.register_message(PHASE_MESSAGE, on_phase)
         return
-    if os.environ.get("HSCALE_OWN_LOCUSTFILE") == "1":
-        # Your own file, unchanged: LOAD decides the pacing (closed: none, the maximum
-        # throughput; rate: the open-loop schedule), not the file's wait_time.
-        for user_class in environment.user_classes:
-            user_class.wait_time = pacing
     _check_open_loop(environment)
     if isinstance(runner, MasterRunner):
         environment.events.worker_report.add_listener(on_worker_report)

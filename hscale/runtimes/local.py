@@ -40,6 +40,8 @@ def _resume(pgid: int) -> None:
         os.killpg(pgid, signal.SIGCONT)
 
 
+NGINX_USER = "nobody nogroup"  # Debian's unprivileged user and group
+
 # The app's command that creates the store's schema (idempotent), run once before replicas.
 INIT_STORE = ("-m", "refapp.init_store")
 
@@ -59,6 +61,7 @@ class LocalRuntime(Runtime):
         self.s, self.run_id, self.workdir = settings, run_id, Path(workdir)
         self.mode, self.reason = cgroups.detect()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"hscale-{run_id}-"))
+        self.tmp.chmod(0o711)  # nginx's workers (nobody) reach their temp paths, list nothing
         self.replica_list: list[Replica] = []
         self.store_entry = stores.STORES[settings.store]
         self.store = local_stores.create(
@@ -310,7 +313,9 @@ class LocalRuntime(Runtime):
                     "TMP": str(self.tmp),
                     "ERROR_LOG": str(logdir / "nginx-error.log"),
                     "ACCESS_LOG": f"{logdir / 'nginx-access.log'} upstream buffer=256k flush=2s",
-                    "USER_DIRECTIVE": "user root;" if os.geteuid() == 0 else "",
+                    # As root, the workers that face clients run as nobody; the master
+                    # (root) opens the logs and the listening socket before they start.
+                    "USER_DIRECTIVE": f"user {NGINX_USER};" if os.geteuid() == 0 else "",
                     "LISTEN": f"127.0.0.1:{self.s.port}",
                     "UPSTREAM_SERVERS": "\n".join(
                         f"        server 127.0.0.1:{r.port} max_fails=3 fail_timeout=5s;"

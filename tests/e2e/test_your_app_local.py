@@ -137,3 +137,19 @@ def test_usage_errors_come_before_anything_starts(tmp_path: Path, cache: Path) -
     assert "2 WSGI apps" in done.stderr and "APP_MODULE" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert run_dirs(results) == []
+
+
+def test_your_locustfile_with_locust_workers_is_paced_by_hscale(tmp_path: Path, cache: Path):
+    """Distributed (a master and 2 workers): the workers run the users, and they too drop
+    the file's think time; the merged tally keeps the split."""
+    project = make_project(tmp_path / "shop")
+    done, run = bench(
+        tmp_path, cache, project, "--store", "redis", "--app-init", INIT, "--loadgen-workers", "2"
+    )
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads((run / "summary.json").read_text())
+        one = next(t for t in summary["trials"] if t["replicas"] == 1)
+        assert one["loadgen_workers"] == 2 and one["requests"] > 100
+    finally:
+        clean_up_run(run.name)
