@@ -6,6 +6,7 @@ project built as an image (APP=path), or your prebuilt image (IMAGE=name:tag).""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -16,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import docker
 import psutil
@@ -91,6 +93,9 @@ class DockerRuntime(Runtime):
         self.client: docker.DockerClient | None = None
         self._started = False
         self._stopped = False
+        self._n = 0  # replicas asked for
+        self._resumers: list[threading.Timer] = []  # pause-replica's unpause timers
+        self._killed: set[str] = set()  # containers kill-replica killed (not app failures)
         self._endpoint: str | None = None
         self._locust_cpu: dict[str, float] = {}
         self._stop_sampler = threading.Event()
@@ -293,6 +298,7 @@ class DockerRuntime(Runtime):
             time.sleep(0.5)
 
     def resize(self, n: int) -> None:
+        self._n = n
         # Named services: a bare `up` would also start redis (it has no profile) whatever
         # STORE is.
         self.compose().run("up", "-d", "--no-recreate", "--scale", f"app={n}", "app", "nginx")
@@ -356,6 +362,45 @@ class DockerRuntime(Runtime):
                     f"CPU_PERIOD_US={self.s.cpu_period_us}: the cgroup of {c.name} is not on "
                     "this host; only the default period (100000) works here"
                 )
+
+    # -- faults ----------------------------------------------------------------------
+    def casualties(self) -> list[str]:
+        assert self.client is not None
+        labels = [f"{self.project_label}={self.project}"]
+        gone = self.client.containers.list(all=True, filters={"label": labels, "status": "exited"})
+        return [f"{_service(c)} container {_hostname(c)} exited" for c in gone]
+
+    def inject(self, fault: str, seconds: float) -> dict[str, Any]:
+        if fault == "restart-store":
+            if self.store_service is None:
+                raise UsageError(f"restart-store needs a store server (STORE={self.s.store})")
+            (store,) = self._containers(self.store_service)
+            t0 = time.monotonic()
+            store.restart(timeout=10)  # the same container: no persistence, no data
+            self._wait_healthy(self.store_service)
+            return {"store": self.s.store, "restart_s": round(time.monotonic() - t0, 3)}
+        victim = max(self._containers("app"), key=_hostname)
+        if fault == "kill-replica":
+            self._killed.add(victim.id)
+            victim.kill(signal="SIGKILL")
+            return {"replica": _hostname(victim)}
+        victim.pause()  # the freezer cgroup: SIGSTOP for every process in the container
+        resume = threading.Timer(seconds, lambda: _unpause(victim))
+        resume.daemon = True
+        resume.start()
+        self._resumers.append(resume)
+        return {"replica": _hostname(victim), "paused_s": seconds}
+
+    def heal(self) -> None:
+        for t in self._resumers:
+            t.join()
+        self._resumers.clear()
+        assert self.client is not None
+        labels = [f"{self.project_label}={self.project}", self._service_label("app")]
+        for c in self.client.containers.list(all=True, filters={"label": labels}):
+            if c.status == "exited":  # a killed replica: a new one takes its place
+                c.remove(force=True)
+        self.resize(self._n)
 
     def replicas(self) -> list[str]:
         return sorted(_hostname(c) for c in self._containers("app"))
@@ -452,6 +497,12 @@ class DockerRuntime(Runtime):
             return
         self._stopped = True
         self._stop_sampler.set()
+        for t in self._resumers:  # a paused replica must not outlive its pause
+            t.cancel()
+        with contextlib.suppress(DockerException, requests.RequestException):
+            for c in self._containers("app") if self.client else []:
+                if c.status == "paused":
+                    _unpause(c)
         self.compose().run("down", "--volumes", "--remove-orphans", "--timeout", "15", check=False)
         self.leftovers(remove=True)
         if self._staged is not None:
@@ -553,6 +604,15 @@ class DockerRuntime(Runtime):
                 if remove:
                     item.remove(**({"force": True} if kind == "container" else {}))
         return found
+
+
+def _unpause(container) -> None:
+    with contextlib.suppress(DockerException):
+        container.unpause()
+
+
+def _service(container) -> str:
+    return container.labels.get(SERVICE_LABEL, "")
 
 
 def _health(container) -> str:

@@ -124,6 +124,7 @@ class SwarmRuntime(DockerRuntime):
         )  # fmt: skip
 
     def resize(self, n: int) -> None:
+        self._n = n
         self._docker("service", "scale", "--detach", f"{self.project}_app={n}")
         timeout = REFERENCE_READY_S if self.target.reference else self.s.ready_timeout
         deadline = time.monotonic() + timeout
@@ -152,9 +153,9 @@ class SwarmRuntime(DockerRuntime):
             return
         for task in self._tasks("app"):
             status = task["Status"]
-            if status["State"] not in ("failed", "rejected"):
-                continue
             cid = status.get("ContainerStatus", {}).get("ContainerID", "")
+            if status["State"] not in ("failed", "rejected") or cid in self._killed:
+                continue
             raise StartupError(
                 f"swarm: app task {cid[:12] or task['ID'][:12]} ({self.app_image}) "
                 f"{status['State']}: {status.get('Err', '')}: {_tail(self._container_log(cid))}"
@@ -167,6 +168,22 @@ class SwarmRuntime(DockerRuntime):
             return self.client.containers.get(cid).logs(tail=200).decode(errors="replace")
         except (DockerException, ValueError):
             return ""
+
+    def casualties(self) -> list[str]:
+        """Swarm replaces failed tasks itself (old ones stay exited): count what runs."""
+        down = [f"{self._n - len(self._running_tasks('app'))} app task(s) not running"]
+        down = down if len(self._running_tasks("app")) < self._n else []
+        for service in ("nginx", *([self.store_service] if self.store_service else [])):
+            if not self._running_tasks(service):
+                down.append(f"{service} task not running")
+        return down
+
+    def heal(self) -> None:
+        """Swarm starts a task in place of a killed one; wait for N of them behind nginx."""
+        for t in self._resumers:
+            t.join()
+        self._resumers.clear()
+        self.resize(self._n)
 
     def replicas(self) -> list[str]:
         # Container hostnames default to the short container id, on every node.

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from hscale_testkit import free_port_block, short_sweep
+from hscale_testkit import free_port_block, run_dirs, run_hscale, short_sweep
 
 from hscale.runtimes.compose import COMPOSE_FILE
 from hscale.runtimes.docker import engine_answers
@@ -118,3 +118,21 @@ def test_swarm_sweep_of_your_app(swarm, tmp_path: Path):
         )
         == []
     )
+
+
+def test_faults_on_swarm(swarm, tmp_path: Path) -> None:
+    """A killed task is replaced by swarm itself; a paused one holds its requests; the
+    store's container restarts and loses the counter; each measured, the stack healed."""
+    results = tmp_path / "results"
+    args = ["faults", "--runtime", "swarm", "--sweep", "2", "--scenario", "counter"]
+    args += ["--duration", "9", "--warmup", "1", "--warmup-trial", "0", "--fault-at", "3"]
+    args += ["--fault-pause", "1.5", "--port", str(free_port_block(1)), "--results", str(results)]
+    done = run_hscale(args, tmpdir=tmp_path / "tmp", timeout=1200)
+    (run,) = run_dirs(results)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((run / "faults.json").read_text())
+    kill, pause, restart = doc["faults"]
+    assert kill["done"]["replica"] and pause["effect"]["max_ms_during"] > 1000
+    assert restart["lost_writes"]["lost"] > 0
+    for f in doc["faults"]:
+        assert len(f["trial"]["per_replica_requests"]) == 2
