@@ -177,7 +177,7 @@ class DockerRuntime(Runtime):
         self._locust_cpu = {"started": 0.0}  # workers restarted: their counters start at 0
         self._stop_sampler = threading.Event()
         threading.Thread(target=self._sampler, args=(self._stop_sampler,), daemon=True).start()
-        out.chmod(0o777)  # the master runs as a non-root user and writes here
+        _give_to_locust(out)  # the master runs as the image's user and writes here
         inside = {k: v.replace(str(out), "/out") for k, v in hscale_env.items()}
         contained = dataclasses.replace(plan, host="http://nginx:8080")
         files = loadgen.locustfiles(plan, "/loadtests", own_file=own_file)
@@ -604,6 +604,19 @@ class DockerRuntime(Runtime):
                 if remove:
                     item.remove(**({"force": True} if kind == "container" else {}))
         return found
+
+
+LOCUST_UID = 10004  # loadtests/Dockerfile's USER
+
+
+def _give_to_locust(out: Path) -> None:
+    """The point's directory, writable by the Locust container's user and nobody else:
+    owned by it when hscale can chown (root), else group-writable, never world-writable."""
+    try:
+        os.chown(out, LOCUST_UID, LOCUST_UID)
+        out.chmod(0o755)
+    except PermissionError:
+        out.chmod(0o775)
 
 
 def _unpause(container) -> None:
