@@ -64,6 +64,7 @@ def served_by(value: str | None) -> str | None:
         return None
     return value.replace(" : ", ", ").split(",")[-1].strip() or None
 
+
 _user = gevent.local.local()  # per greenlet, i.e. per user: next_send, intended
 
 
