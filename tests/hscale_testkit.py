@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_MARKER = "HSCALE_RUN_ID"  # what hscale.procs puts in every child's environment
@@ -282,3 +283,18 @@ class CliRun:
     def why(self) -> str:
         d = self.done
         return f"exit {d.returncode}\nstdout:\n{d.stdout[-3000:]}\nstderr:\n{d.stderr[-3000:]}"
+
+
+def _engine_answers() -> bool:
+    from hscale.runtimes.docker import engine_answers
+
+    return engine_answers()
+
+
+# Whole-stack tests on a Docker engine: skipped, with the reason, where none answers.
+NEEDS_DOCKER = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not _engine_answers(), reason="no Docker engine answers here (docker runtime tests)"
+    ),
+]

@@ -7,15 +7,9 @@ import json
 from pathlib import Path
 
 import docker
-import pytest
-from hscale_testkit import free_port_block, run_dirs, run_hscale
+from hscale_testkit import NEEDS_DOCKER, free_port_block, run_dirs, run_hscale
 
-from hscale.runtimes.docker import engine_answers
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not engine_answers(), reason="no Docker engine answers here"),
-]
+pytestmark = NEEDS_DOCKER
 
 
 def test_faults_on_docker(tmp_path: Path) -> None:

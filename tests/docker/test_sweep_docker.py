@@ -17,9 +17,7 @@ import docker
 import pytest
 import requests
 from hscale_testkit import (
-    CliRun as Run,
-)
-from hscale_testkit import (
+    NEEDS_DOCKER,
     clean_up_run,
     compose_project_name,
     compose_project_resources,
@@ -30,16 +28,14 @@ from hscale_testkit import (
     run_hscale,
     wait_no_marked_processes,
 )
+from hscale_testkit import (
+    CliRun as Run,
+)
 
 from hscale import __version__, settings
-from hscale.runtimes.docker import DockerRuntime, engine_answers
+from hscale.runtimes.docker import DockerRuntime
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not engine_answers(), reason="no Docker engine answers here (docker runtime tests)"
-    ),
-]
+pytestmark = NEEDS_DOCKER
 
 APP_IMAGE = f"hscale-app:{__version__}"
 HOSTNAME = re.compile(r"[0-9a-f]{12}")  # a container's default hostname: its short id

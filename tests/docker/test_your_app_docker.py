@@ -17,9 +17,7 @@ import docker
 import pytest
 import yaml
 from hscale_testkit import (
-    CliRun as Run,
-)
-from hscale_testkit import (
+    NEEDS_DOCKER,
     clean_up_run,
     compose_project_name,
     compose_project_resources,
@@ -28,21 +26,19 @@ from hscale_testkit import (
     run_hscale,
     wait_no_marked_processes,
 )
+from hscale_testkit import (
+    CliRun as Run,
+)
 
 from hscale import paths, settings
 from hscale.errors import UsageError
 from hscale.procs import StartupError
 from hscale.runtimes import compose, images
-from hscale.runtimes.docker import DockerRuntime, _tail, engine_answers
+from hscale.runtimes.docker import DockerRuntime, _tail
 from hscale.runtimes.stackfile import stack_file
 from hscale.target import resolve
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not engine_answers(), reason="no Docker engine answers here (docker runtime tests)"
-    ),
-]
+pytestmark = NEEDS_DOCKER
 
 # A counter in Redis that answers 503 until APP_INIT has run: a sweep that completes
 # proves the init ran once, before the replicas, with REDIS_URL.

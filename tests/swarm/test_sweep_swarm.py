@@ -11,16 +11,12 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from hscale_testkit import free_port_block, run_dirs, run_hscale, short_sweep
+from hscale_testkit import NEEDS_DOCKER, free_port_block, run_dirs, run_hscale, short_sweep
 
 from hscale.runtimes.compose import COMPOSE_FILE
-from hscale.runtimes.docker import engine_answers
 from hscale.runtimes.stackfile import stack_file
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not engine_answers(), reason="no Docker engine answers here"),
-]
+pytestmark = NEEDS_DOCKER
 
 
 def _swarm_state() -> str:
