@@ -368,7 +368,11 @@ class DockerRuntime(Runtime):
         assert self.client is not None
         labels = [f"{self.project_label}={self.project}"]
         gone = self.client.containers.list(all=True, filters={"label": labels, "status": "exited"})
-        return [f"{_service(c)} container {_hostname(c)} exited" for c in gone]
+        # Locust's containers quit with each point by design; the stack's must not.
+        stack = {"app", "nginx", *([self.store_service] if self.store_service else [])}
+        return [
+            f"{_service(c)} container {_hostname(c)} exited" for c in gone if _service(c) in stack
+        ]
 
     def inject(self, fault: str, seconds: float) -> dict[str, Any]:
         if fault == "restart-store":
