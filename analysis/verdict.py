@@ -21,6 +21,9 @@ LINEAR_EFFICIENCY = 0.9
 EQUIVALENCE_MARGIN = 0.05
 CALLS = ("linear", "on the line", "sublinear", "undecided")
 BUDGETED_KINDS = ("replica", "loadgen")  # others are judged against one core
+# Below this share of its budget even the busiest component is not what limits: the time
+# goes to waiting (a saturated component runs at 90% or more of its budget here).
+WAITING_BELOW = 0.7
 
 
 def _g(value: float) -> str:
@@ -344,6 +347,12 @@ def _bottleneck_part(analysis: dict, points: Sequence[dict] | None) -> str:
     whose = "their" if b["component"] == "replicas" else "its"
     of = f"{whose} CPU budget" if b.get("kind") in BUDGETED_KINDS else "one core"
     at = f" at {util:.0%} of {of}" if isinstance(util, int | float) else ""
+    if isinstance(util, int | float) and util < WAITING_BELOW:
+        return (
+            f"No component is near its CPU budget at N = {top} (the busiest, "
+            f"{b['component']}, is{at}): requests wait on something other than CPU, such "
+            "as a lock, I/O or a call to another service."
+        )
     text = f"The bottleneck at N = {top} is {b['component']}{at}"
     others: dict[str, list[int]] = {}
     for n, other in sorted(found.items()):

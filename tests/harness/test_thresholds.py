@@ -92,3 +92,15 @@ def test_a_fit_on_fewer_than_6_distinct_n_is_weak() -> None:
     assert "only 5 distinct N (fewer than 6)" in (fit([1, 2, 3, 4, 5]).weak_fit or "")
     assert usl.MIN_DISTINCT_N == 6
     assert "distinct N" not in (fit([1, 2, 3, 4, 5, 6]).weak_fit or "")
+
+
+def test_a_bottleneck_below_70_percent_is_called_waiting_not_cpu():
+    from hscale.analysis.verdict import _bottleneck_part
+
+    def point(util: float) -> list[dict]:
+        b = {"component": "replicas", "kind": "replica", "util_of_budget": util}
+        return [{"replicas": 4, "bottleneck": b}]
+
+    assert "No component is near its CPU budget" in _bottleneck_part({}, point(0.69))
+    assert "a lock, I/O or a call" in _bottleneck_part({}, point(0.41))
+    assert _bottleneck_part({}, point(0.70)).startswith("The bottleneck at N = 4 is replicas")
