@@ -153,3 +153,25 @@ def test_your_locustfile_with_locust_workers_is_paced_by_hscale(tmp_path: Path, 
         assert one["loadgen_workers"] == 2 and one["requests"] > 100
     finally:
         clean_up_run(run.name)
+
+
+def test_a_project_with_only_a_pyproject_is_installed_as_a_package(tmp_path: Path, cache: Path):
+    """No requirements.txt: `pip install <project>` into its venv (its dependencies from
+    pyproject.toml), then the same sweep."""
+    project = make_project(tmp_path / "shop")
+    (project / "requirements.txt").unlink()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "shop"\nversion = "0.1"\n'
+        'dependencies = ["flask==3.1.3", "redis==8.1.0"]\n'
+        '[tool.setuptools]\npy-modules = ["shop"]\n'
+    )
+    done, run = bench(tmp_path, cache, project, "--store", "redis", "--app-init", INIT)
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "complete" and all(
+            t["failures"] == 0 for t in summary["trials"]
+        )
+    finally:
+        clean_up_run(run.name)
