@@ -62,8 +62,12 @@ def effect(
         if _ok(row) >= RECOVERED * expected and mean >= RECOVERED * expected:
             recovery_s = max(0.0, row["t"] - fault_t)
             break
-    hit = after if recovery_s is None else [r for r in after if r["t"] < fault_t + recovery_s]
-    hit = hit or after[:1]
+    # The fault's seconds: until recovery, and for a pause at least until the second its
+    # held requests finish in (throughput can stay up while they wait, so recovery alone
+    # could end the window before the slowest of them is counted).
+    end = math.inf if recovery_s is None else fault_t + recovery_s
+    end = max(end, fault_t + (pause_s or 0.0) + 1.0) if pause_s else end
+    hit = [r for r in after if r["t"] < end] or after[:1]
     return {
         "fault_t": round(fault_t, 3),
         "baseline_rps": round(baseline, 1),

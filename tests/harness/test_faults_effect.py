@@ -32,6 +32,15 @@ def test_a_pause_recovers_when_throughput_is_back_and_holds() -> None:
     assert got["paused_s"] == 3
 
 
+def test_a_pause_that_throughput_rides_out_still_counts_its_held_requests() -> None:
+    """Many users, spare capacity: throughput hardly moves, but the requests held by the
+    paused replica finish 1.5 s later, in a later second; their latency is the fault's."""
+    rows = series([0, 1000, 1000, 1000, 980, 990, 1000, 1000, 1000, 0])
+    rows[5]["max_ms"] = 1520.0
+    got = faults.effect(rows, warmup_s=1, fault_t=3.6, pause_s=1.5)
+    assert got["recovery_s"] == 0.4 and got["max_ms_during"] == 1520.0
+
+
 def test_one_noisy_second_does_not_hide_a_recovery() -> None:
     """Seconds move ~10% with the host: a second at 88% inside a recovered stretch counts."""
     rows = series([0, 1000, 1000, 1000, 0, 0, 950, 880, 1000, 990, 0])
