@@ -7,6 +7,7 @@ default lives here and nowhere else.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -14,6 +15,8 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import psutil
 
 from hscale import paths, runtimes, stores
 from hscale.errors import UsageError
@@ -131,6 +134,20 @@ def _results(raw: str) -> str:
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"RESULTS={raw!r}: {probe} is not a directory this user can write to")
     return path
+
+
+def _address(raw: str) -> str:
+    """An IPv4 address of this host (nginx is published there and nowhere else), or
+    0.0.0.0 for every interface, which a user must ask for by name."""
+    value = raw.strip()
+    try:
+        ip = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise UsageError(f"PUBLISH_ADDRESS must be an IPv4 address, got {raw[:40]!r}") from None
+    own = {a.address for nic in psutil.net_if_addrs().values() for a in nic}
+    if not ip.is_unspecified and value not in own:
+        raise UsageError(f"PUBLISH_ADDRESS={value} is not an address of this host")
+    return value
 
 
 def _faults(raw: str) -> tuple[str, ...]:
@@ -390,7 +407,13 @@ KNOBS: tuple[Knob, ...] = (
         _seconds("FAULT_PAUSE", 0.1, 600),
         "`hscale faults`: how long pause-replica keeps the replica stopped",
     ),
-    Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx port on 127.0.0.1 (the only entry point)"),
+    Knob("PORT", "8080", _int("PORT", 1, 65535), "nginx's port on PUBLISH_ADDRESS (the way in)"),
+    Knob(
+        "PUBLISH_ADDRESS",
+        "127.0.0.1",
+        _address,
+        "the one address of this host nginx is published on (0.0.0.0: every interface)",
+    ),
     Knob(
         "APP_PORT",
         "8101",
@@ -434,6 +457,7 @@ class Settings:
     ballast: bool
     cpu_period_us: int
     port: int
+    publish_address: str
     app_port: int
     store_port: int
     results: str
@@ -450,6 +474,11 @@ class Settings:
     fault_at: float | None = None
     fault_pause: float = 3.0
     host_cpus: int = field(default=os.cpu_count() or 1)
+
+    @property
+    def entry_address(self) -> str:
+        """Where this host reaches nginx: PUBLISH_ADDRESS, or loopback for 0.0.0.0."""
+        return "127.0.0.1" if self.publish_address == "0.0.0.0" else self.publish_address
 
     def users_at(self, n: int) -> int:
         return self.users if self.users is not None else self.users_per_replica * n
@@ -545,6 +574,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         ballast=parsed["BALLAST"] == "1",
         cpu_period_us=parsed["CPU_PERIOD_US"],
         port=parsed["PORT"],
+        publish_address=parsed["PUBLISH_ADDRESS"],
         app_port=parsed["APP_PORT"],
         store_port=parsed["STORE_PORT"],
         results=parsed["RESULTS"],

@@ -104,8 +104,10 @@ class DockerRuntime(Runtime):
     def preflight(self) -> None:
         self.client = engine()
         self.compose_cmd = " ".join(command())
-        if port_in_use(self.s.port):
-            raise UsageError(f"port {self.s.port} (PORT, nginx) is already in use on 127.0.0.1")
+        if port_in_use(self.s.port, self.s.publish_address):
+            raise UsageError(
+                f"port {self.s.port} (PORT, nginx) is already in use on {self.s.publish_address}"
+            )
         if self.target.image:  # IMAGE: there, or pullable, before anything starts
             images.ensure_image(self.target.image)
             self.app_image = self.target.image
@@ -125,7 +127,7 @@ class DockerRuntime(Runtime):
 
     @property
     def published(self) -> str:
-        return f"http://127.0.0.1:{self.s.port}"
+        return f"http://{self.s.entry_address}:{self.s.port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -133,6 +135,7 @@ class DockerRuntime(Runtime):
             # Until your project's image is built, the reference tag fills the variable.
             "APP_IMAGE": self.app_image or f"hscale-app:{__version__}",
             "UPSTREAM_PORT": str(self.target.port),
+            "PUBLISH_ADDRESS": self.s.publish_address,
             "NGINX_PROXY_IMAGE": f"hscale-nginx:{__version__}",
             "STORE": self.s.store,
             "REDIS_PASSWORD": self.password,

@@ -36,7 +36,11 @@ from hscale.target import Target
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("HSCALE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ("python3", "python3-venv", "nginx-light", "redis-server", "ca-certificates", "bash")
+# libnginx-mod-stream: swarm's forwarder, a TCP proxy publishing nginx on one address.
+PACKAGES = (
+    "python3", "python3-venv", "nginx-light", "libnginx-mod-stream", "redis-server",
+    "ca-certificates", "bash",
+)  # fmt: skip
 # The stores with a base of their own, and the compose variable that names their image.
 STORE_PACKAGES = {"memcached": ("bash", "memcached"), "postgres": ("bash", "postgresql-15")}
 STORE_IMAGE_VARS = {"memcached": "MEMCACHED_IMAGE", "postgres": "POSTGRES_IMAGE"}
@@ -233,6 +237,47 @@ def buildable(compose: Compose, skip: tuple[str, ...]) -> list[str]:
 
 def _with(compose: Compose, extra: dict[str, str]) -> Compose:
     return Compose(compose.project, {**compose.env, **extra}, compose.profiles, compose.overrides)
+
+
+# -- an image of a `FROM ${BASE}` Dockerfile (cluster/) --------------------------------
+
+
+def context_tag(name: str, context: Path, base: str) -> str:
+    """name:<hash of the base and the context's files>: a changed file builds a new image."""
+    digest = hashlib.sha256(base.encode() + b"\0")
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(context).as_posix()}\0".encode() + path.read_bytes())
+    return f"{name}:{digest.hexdigest()[:12]}"
+
+
+def ensure_on_base(context: Path, name: str, offline: str, log: Callable[[str], None]) -> str:
+    """The image of context/Dockerfile, built once; returns its tag. BASE is the
+    Dockerfile's pinned default where a registry answers and, as for the stack's images,
+    the Debian base (ensure_base) where none does or OFFLINE=1."""
+    pinned = dockerfile_default(context / "Dockerfile", "BASE")
+    bases = {"0": [pinned], "1": [base_tag()]}.get(offline, [pinned, base_tag()])
+    for base in bases:
+        if image_exists(tag := context_tag(name, context, base)):
+            return tag
+    logfile = project_env.cache_dir() / "logs" / f"build-{name}.log"
+    if offline != "1":
+        try:
+            return _build_on(context, name, pinned, logfile, log)
+        except UsageError:
+            if offline == "0" or not PULL_FAILED.search(logfile.read_text(errors="replace")):
+                raise
+            log(f"images: no registry reachable (pulling {pinned} failed): using the Debian base")
+    return _build_on(context, name, ensure_base(log), logfile, log)
+
+
+def _build_on(
+    context: Path, name: str, base: str, logfile: Path, log: Callable[[str], None]
+) -> str:
+    tag = context_tag(name, context, base)
+    log(f"images: building {tag} on {base}")
+    argv = ["docker", "build", "-t", tag, "--build-arg", f"BASE={base}", str(context)]
+    _docker_build(argv, logfile, log, name)
+    return tag
 
 
 # -- your app ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 from hscale import cgroups, paths, project_env, stores
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.errors import UsageError
+from hscale.privileges import as_unprivileged
 from hscale.procs import (
     ManagedProcess,
     StartupError,
@@ -75,6 +76,7 @@ class LocalRuntime(Runtime):
         self._starting: Replica | None = None  # a replica not yet answering
         self.groups: dict[str, CpuGroup] = {}
         self._stopped = False
+        self.replicas_run_as = "not started"
 
     # -- interface -----------------------------------------------------------------
     def preflight(self) -> None:
@@ -89,15 +91,16 @@ class LocalRuntime(Runtime):
             f"APP_PORT+{i} (replica {i + 1})": self.s.app_port + i for i in range(max(self.s.sweep))
         }
         for what, port in ports.items():
-            if port_in_use(port):
+            host = self.s.publish_address if port == self.s.port else "127.0.0.1"
+            if port_in_use(port, host):
                 knob = what.split("+")[0].split()[0]
                 raise UsageError(
-                    f"port {port} ({what}) is already in use on 127.0.0.1; free it or set {knob}"
+                    f"port {port} ({what}) is already in use on {host}; free it or set {knob}"
                 )
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s.port}"
+        return f"http://{self.s.entry_address}:{self.s.port}"
 
     def start(self, n: int) -> None:
         self._start_store()
@@ -193,6 +196,10 @@ class LocalRuntime(Runtime):
             cpu_limits_reason=self.reason,
             details={
                 "cfs_period_us": self.s.cpu_period_us,
+                "runs_as": {
+                    "replicas": self.replicas_run_as,
+                    "nginx_workers": NGINX_USER.split()[0] if os.geteuid() == 0 else "this user",
+                },
                 "nginx": self.nginx_bin,
                 **({"redis_server": store["binary"]} if self.s.store == "redis" else {}),
                 "store": store,
@@ -295,6 +302,10 @@ class LocalRuntime(Runtime):
             **self._store_env(),
         }
         argv = [self.python, "-m", "gunicorn", "-c", str(paths.GUNICORN_CONF)]
+        # Not root where nobody can read the interpreter, its venv, the code and the config.
+        venv = Path(self.python).parent.parent
+        needs: list[str | Path] = [self.python, venv, self.target.app_dir, paths.GUNICORN_CONF]
+        argv, self.replicas_run_as = as_unprivileged(argv, needs)
         proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir)
         replica = Replica(name, port, proc, self.groups.get(name))
         self._starting = replica  # stop() finds it even if it never answers
@@ -316,7 +327,7 @@ class LocalRuntime(Runtime):
                     # As root, the workers that face clients run as nobody; the master
                     # (root) opens the logs and the listening socket before they start.
                     "USER_DIRECTIVE": f"user {NGINX_USER};" if os.geteuid() == 0 else "",
-                    "LISTEN": f"127.0.0.1:{self.s.port}",
+                    "LISTEN": f"{self.s.publish_address}:{self.s.port}",
                     "UPSTREAM_SERVERS": "\n".join(
                         f"        server 127.0.0.1:{r.port} max_fails=3 fail_timeout=5s;"
                         f"  # {r.name}"

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hscale import stores
+from hscale import privileges, stores
 from hscale.errors import UsageError
+from hscale.privileges import as_unprivileged
 from hscale.procs import ManagedProcess, StartupError, child_env, wait_tcp
 from hscale.runtimes.binaries import find_binary, sibling, version
 from hscale.settings import Settings
@@ -152,6 +153,7 @@ class RedisStore(LocalStore):
     def __init__(self, run: StoreRun) -> None:
         super().__init__(run)
         self.password = secrets.token_hex(16)  # in a 0600 file and replicas' environments
+        self.runs_as = "not started"
 
     def prepare(self) -> None:
         home = self.run.tmp / "redis"
@@ -171,7 +173,11 @@ class RedisStore(LocalStore):
         ]
 
     def serve(self) -> None:
-        self.process = self.run.spawn("store", self.argv())
+        argv, self.runs_as = as_unprivileged(self.argv(), [self.exe], passes=(self.run.tmp,))
+        if self.runs_as == privileges.USER:  # its 0700 directory and 0600 file, its own
+            privileges.give(self.conf.parent)
+            privileges.give(self.conf)
+        self.process = self.run.spawn("store", argv)
         ask = f"AUTH {self.password}\r\nPING\r\n".encode()
         self._wait(lambda: _ask(self.run.port, ask).startswith(b"+OK\r\n+PONG"), "PING")
 
@@ -187,6 +193,7 @@ class RedisStore(LocalStore):
             "persistence": "none",
             "auth": "password generated per run (in a 0600 file), 127.0.0.1 only; "
             f"{', '.join(self.LOCKED)} disabled",
+            "runs_as": self.runs_as,
         }
 
 

@@ -1,7 +1,8 @@
 """docker-compose.yml as `docker stack deploy` accepts it.
 
 Swarm's loader takes an older schema than compose: no `build`, `depends_on` only as a
-list, no `pids_limit` or `security_opt` at service level, no host IP on published ports.
+list, no `pids_limit` or `security_opt` at service level, no host IP on published ports (the
+forwarder, hscale/runtimes/forwarder.py, publishes nginx instead).
 This pure function derives the stack file from the one compose file, so there is still
 a single description of the stack. Variables (`${...}`) are kept for `docker stack
 deploy` to fill from the environment: the passwords never land in the file.
@@ -25,7 +26,6 @@ from hscale import stores
 DROPPED_NOTES = {
     "security_opt": "no-new-privileges is not settable on swarm services",
     "pids_limit": "swarm services take no pids limit",
-    "ports_host_ip": "swarm publishes PORT on every interface of the node, not only 127.0.0.1",
 }
 
 
@@ -52,7 +52,8 @@ def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]
             services[name] = service
     doc["services"] = services
     doc["services"]["app"].setdefault("deploy", {})["replicas"] = 0  # hscale scales it
-    doc["networks"]["backend"]["attachable"] = True
+    doc["networks"]["backend"]["attachable"] = True  # the one-off init containers
+    doc["networks"]["frontend"] = {**(doc["networks"]["frontend"] or {}), "attachable": True}
     for service in doc["services"].values():
         service.pop("build", None)
         # DNS round-robin instead of an IPVS virtual IP: nginx resolves every task anyway
@@ -64,15 +65,9 @@ def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]
             notes.add(DROPPED_NOTES["pids_limit"])
         if service.pop("security_opt", None):
             notes.add(DROPPED_NOTES["security_opt"])
-        ports = []
-        for port in service.get("ports", []):
-            m = re.fullmatch(r"([\d.]+:)?(\$\{[^}]+\}|\d+):(\d+)", str(port))
-            if not m:
+        # Nothing published: swarm would bind every interface (its port config has no
+        # host IP). hscale's forwarder publishes nginx on PUBLISH_ADDRESS instead.
+        for port in service.pop("ports", []):
+            if not re.fullmatch(r"(\$\{[^}]+\}|[\d.]+):(\$\{[^}]+\}|\d+):8080", str(port)):
                 raise ValueError(f"cannot translate port {port!r} for swarm")
-            if m.group(1):
-                notes.add(DROPPED_NOTES["ports_host_ip"])
-            # mode host: the ingress routing mesh needs a virtual IP, which dnsrr has not.
-            ports.append({"target": int(m.group(3)), "published": m.group(2), "mode": "host"})
-        if ports:
-            service["ports"] = ports
     return yaml.safe_dump(doc, sort_keys=False), sorted(notes)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Any
 
 from docker.errors import DockerException
 
 from hscale import paths
 from hscale.errors import UsageError
 from hscale.procs import StartupError
-from hscale.runtimes import images
+from hscale.runtimes import forwarder, images
 from hscale.runtimes.base import RuntimeInfo
 from hscale.runtimes.compose import app_environment
 from hscale.runtimes.docker import INIT_STORE, DockerRuntime, _tail, engine
@@ -26,6 +27,9 @@ REFERENCE_READY_S = 120  # the reference app's tasks: running and routed within 
 class SwarmRuntime(DockerRuntime):
     name = "swarm"
     project_label = STACK_LABEL
+
+    _forwarder: Any = None
+    _published_on: list[str] = []
 
     def _service_label(self, service: str) -> str:
         return f"com.docker.swarm.service.name={self.project}_{service}"
@@ -41,8 +45,10 @@ class SwarmRuntime(DockerRuntime):
 
     @property
     def endpoint(self) -> str:
-        # Published in host mode on this node (see hscale/runtimes/stackfile.py).
-        return self.published
+        """The forwarder's address on its own bridge (hscale/runtimes/forwarder.py)."""
+        if self._endpoint is None:
+            self._endpoint = f"http://{forwarder.address(self._forwarder, self.project)}:8080"
+        return self._endpoint
 
     def loadgen_launcher(self):
         # Locust workers as swarm services are not built yet: LOADGEN_WORKERS forks them
@@ -66,6 +72,12 @@ class SwarmRuntime(DockerRuntime):
         path = self.workdir / "stack.yml"  # variables unfilled: no password in it
         path.write_text(text)
         self._docker("stack", "deploy", "--compose-file", str(path), self.project)
+        assert self.client is not None
+        self._forwarder = forwarder.run(
+            self.client, self.project, {STACK_LABEL: self.project},
+            self.env()["NGINX_PROXY_IMAGE"], self.s.publish_address, self.s.port,
+        )  # fmt: skip
+        self._published_on = forwarder.bindings(self._forwarder)
         self._start_store()
         self._app_init()
         self.resize(n)
@@ -207,12 +219,16 @@ class SwarmRuntime(DockerRuntime):
         info = super().info()
         info.details["stack"] = self.project
         info.details["swarm_limits_dropped"] = getattr(self, "dropped", [])
+        if self._forwarder is not None:  # as the engine bound it, not as asked
+            info.details["published_on"] = self._published_on
         return info
 
     def stop(self) -> None:
         if self._stopped or not self._started:
             return
         self._stopped = True
+        if self.client is not None:
+            forwarder.remove(self.client, self.project)
         self._docker("stack", "rm", self.project, check=False)
         # `stack rm` returns at once; containers and networks go away afterwards.
         deadline = time.monotonic() + 60

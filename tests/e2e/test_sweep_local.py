@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -255,6 +256,9 @@ def test_manifest(run):
     assert m["config"]["sweep"] == [1, 2] and m["config"]["scenario"] == "json"
     assert m["config"]["duration"] == 4.0 and m["config"]["warmup"] == 2.0
     assert m["started_at"] and m.get("status") == "complete" and m.get("ended_at")
+    # Not root where the host allows; where it does not, the reason names the closed path.
+    runs_as = m["runtime"]["runs_as"]["replicas"]
+    assert runs_as == "nobody" or re.match(r"root \(/\S* is closed", runs_as), runs_as
 
 
 def test_raw_files_per_trial(run):

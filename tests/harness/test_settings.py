@@ -145,6 +145,24 @@ def test_unknown_runtime(raw):
     assert "runtime" in message and "local" in message
 
 
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("localhost", "IPv4 address"),
+        ("127.0.0.1;", "IPv4 address"),
+        ("192.0.2.77", "not an address"),
+    ],
+)
+def test_publish_address_is_one_of_this_hosts(raw, why):
+    assert why in usage_error(PUBLISH_ADDRESS=raw)
+
+
+def test_publish_address_default_and_every_interface_only_by_name():
+    assert load_ok().publish_address == "127.0.0.1" == load_ok().entry_address
+    everywhere = load_ok(PUBLISH_ADDRESS="0.0.0.0")
+    assert everywhere.publish_address == "0.0.0.0" and everywhere.entry_address == "127.0.0.1"
+
+
 @pytest.mark.parametrize("raw", ["auto", "local", "docker", "swarm"])
 def test_known_runtime(raw):
     assert load_ok(RUNTIME=raw).runtime == raw

@@ -50,11 +50,11 @@ def test_stack_file_keeps_the_stack_and_says_what_swarm_drops():
     app = doc["services"]["app"]
     assert app["deploy"]["resources"]["limits"]["cpus"] == "${REPLICA_CPUS:?}"
     assert "${REDIS_PASSWORD:?}" in app["environment"]["APP_REDIS_URL"]  # not filled in
-    assert doc["services"]["nginx"]["ports"] == [
-        {"target": 8080, "published": "${PORT:?}", "mode": "host"}
-    ]
+    # Swarm would publish on every interface: the forwarder publishes nginx instead.
+    assert all("ports" not in service for service in doc["services"].values())
+    assert doc["networks"]["frontend"]["attachable"] is True
     assert doc["networks"]["backend"]["internal"] is True
-    assert any("127.0.0.1" in n for n in notes) and any("no-new-privileges" in n for n in notes)
+    assert any("no-new-privileges" in n for n in notes)
 
 
 def test_swarm_sweep(swarm, tmp_path: Path):
@@ -72,6 +72,7 @@ def test_swarm_sweep(swarm, tmp_path: Path):
         assert two["components"][name]["cpu_cores"] > 0
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["runtime"]["stack"] and manifest["runtime"]["swarm_limits_dropped"]
+    assert manifest["runtime"]["published_on"] == [f"127.0.0.1:{port}"]  # one address only
     stack_yml = (run / "runtime" / "stack.yml").read_text()
     assert "${REDIS_PASSWORD:?}" in stack_yml  # left for `docker stack deploy` to fill
     assert not re.search(r"\b[0-9a-f]{32}\b", stack_yml)  # the run's password is not there
