@@ -9,14 +9,14 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Variables of this Makefile itself, not knobs of a sweep.
-MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN STORES RUNS LABELS OUT
+MAKE_ONLY = VENV PYTHON PYTEST_ARGS RUN STORES RUNS LABELS OUT NODES IMAGE_REGISTRY
 KNOB_ARGS = $(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_ONLY)),,--set '$(v)=$($(v))'))))
 
 .DEFAULT_GOAL := help
 
 .PHONY: help ## list targets
 help:
-	@grep -E '^\.PHONY: [a-z-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) ## (.*)/  make \1\t\2/' | expand -t 20
+	@grep -E '^\.PHONY: [a-z0-9-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z0-9-]+) ## (.*)/  make \1\t\2/' | expand -t 20
 	@echo "Knobs: make knobs"
 
 $(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt requirements-dev.txt
@@ -40,6 +40,14 @@ faults: setup
 .PHONY: cleanup ## remove what killed runs left behind (processes, containers, networks, cgroups, temp files)
 cleanup: setup
 	$(BIN)/hscale cleanup $(if $(RUN),--run '$(RUN)')
+
+.PHONY: cluster ## a test swarm of NODES (default 3) Docker engines in containers on this machine, with a registry
+cluster: setup
+	$(BIN)/hscale cluster up $(if $(NODES),--nodes '$(NODES)') $(if $(OFFLINE),--offline '$(OFFLINE)')
+
+.PHONY: cluster-down ## remove the test swarm: its containers, networks and volumes
+cluster-down: setup
+	$(BIN)/hscale cluster down
 
 .PHONY: compare ## the same sweep per store, interleaved: make compare STORES="redis memcached postgres memory"
 compare: setup
@@ -71,6 +79,10 @@ compare-runs: setup
 init: setup
 	@test -n "$(strip $(APP))" || { echo 'usage: make init APP=path/to/project [APP_MODULE=module:app] [OUT=file] [FORCE=1]' >&2; exit 2; }
 	$(BIN)/hscale init '$(APP)' $(if $(APP_MODULE),--app-module '$(APP_MODULE)') $(if $(OUT),--out '$(OUT)') $(if $(FORCE),--force)
+
+.PHONY: export-k8s ## Kubernetes manifests of the stack (validated, not run): make export-k8s REPLICAS=4 [STORE=..] [LOADGEN_WORKERS=k] [OUT=dir] [IMAGE_REGISTRY=reg]
+export-k8s: setup
+	$(BIN)/hscale export k8s $(KNOB_ARGS) $(if $(OUT),--out '$(OUT)') $(if $(IMAGE_REGISTRY),--image-registry '$(IMAGE_REGISTRY)')
 
 .PHONY: knobs ## list every knob with its default
 knobs: setup

@@ -97,6 +97,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="remove what killed runs left: processes, containers, networks, cgroups, temp files",
     )
     clean.add_argument("--run", metavar="RUN_ID", help="only what this run left (if not live)")
+    cluster = sub.add_parser(
+        "cluster", help="a test swarm of Docker engines in containers, with a registry"
+    )
+    actions = cluster.add_subparsers(dest="action", required=True, parser_class=Parser)
+    cluster_up = actions.add_parser("up", help="start it (or say it is up): make cluster NODES=3")
+    cluster_up.add_argument("--nodes", default="3", metavar="N", help="engines, 2 to 6 (default 3)")
+    cluster_up.add_argument(
+        "--offline", default="auto", choices=("auto", "0", "1"),
+        help="build its images without a registry: auto (when a pull fails), 0, 1",
+    )  # fmt: skip
+    actions.add_parser("down", help="remove its containers, networks and volumes")
     init = sub.add_parser("init", help="write a starter Locust file from your app's URL map")
     init.add_argument("app", metavar="APP", help="your project: a WSGI app and its requirements")
     init.add_argument(
@@ -104,6 +115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     init.add_argument("--out", metavar="FILE", help="where to write (default APP/locustfile.py)")
     init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    export = sub.add_parser("export", help="write the stack for another orchestrator")
+    formats = export.add_subparsers(dest="format", required=True, parser_class=Parser)
+    from hscale import export_k8s
+
+    export_k8s.add_arguments(
+        formats.add_parser("k8s", help="Kubernetes manifests (validated in the tests, not run)")
+    )
     return parser.parse_args(argv)
 
 
@@ -210,6 +228,23 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     for line in removed:
         console.print(f"removed {line}", highlight=False, markup=False)
     console.print(f"hscale cleanup: {len(removed)} thing(s) removed", highlight=False)
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from hscale import cluster
+
+    def log(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False)
+
+    if args.action == "down":
+        removed = cluster.down(log)
+        console.print(f"hscale cluster down: {len(removed)} thing(s) removed", highlight=False)
+        return 0
+    state, started = cluster.up(cluster.parse_nodes(args.nodes), args.offline, log)
+    if not started:
+        console.print("hscale cluster: already up", highlight=False)
+    console.print(cluster.describe(state), highlight=False, markup=False)
     return 0
 
 
@@ -443,6 +478,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from hscale.export_k8s import export
+
+    print(export(knob_values(args), args.out, args.image_registry))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     handler = {
@@ -457,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         "compare-stores": cmd_compare_stores,
         "init": cmd_init,
         "cleanup": cmd_cleanup,
+        "cluster": cmd_cluster,
+        "export": cmd_export,
     }
     try:
         return handler[args.command](args)

@@ -49,7 +49,7 @@ def installed(site: Path, cwd: Path, *args: str, timeout: float = 300):
 
 def test_the_wheel_carries_every_project_file(site: Path) -> None:
     tracked = subprocess.run(
-        ["git", "ls-files", "app", "loadtests", "nginx", "stores", "docker-compose.yml"],
+        ["git", "ls-files", "app", "loadtests", "nginx", "stores", "cluster", "docker-compose.yml"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     needed = {f for f in tracked if not f.endswith("README.md")}
