@@ -109,7 +109,10 @@ def verdict(fault: str, done: Mapping[str, Any], found: Mapping[str, Any]) -> st
     """One sentence per fault trial, with its numbers."""
     if found.get("error"):
         return f"{fault}: {found['error']}."
-    what = done.get("replica") or done.get("store") or ""
+    what = done.get("replica") or done.get("store") or done.get("node") or ""
+    moved = done.get("replicas_there")
+    if moved:  # a node's fault: which replicas it took with it
+        what += f", running {', '.join(moved)}"
     target = f"{found['expected_rps']:g} req/s"
     if found["expected_rps"] != found["baseline_rps"]:
         target += f" (the survivors' share of {found['baseline_rps']:g})"

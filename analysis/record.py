@@ -49,6 +49,8 @@ class Trial(TypedDict):
     latency_ms: NotRequired[dict[str, float | None]]
     per_replica_requests: NotRequired[dict[str, int]]
     components: NotRequired[dict[str, Component]]
+    nodes: NotRequired[dict[str, str]]
+    per_node_cpu: NotRequired[dict[str, float]]
     throttling: NotRequired[dict[str, Any] | None]
     valid: bool
     notes: NotRequired[list[str]]

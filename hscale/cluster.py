@@ -22,16 +22,15 @@ from pathlib import Path
 import docker
 import psutil
 import requests
-from docker.auth import split_repo_name
 from docker.errors import DockerException, NotFound
 from docker.types import IPAMConfig, IPAMPool
-from docker.utils import parse_repository_tag
 
 from hscale import paths, project_env
 from hscale.errors import UsageError
 from hscale.procs import StartupError
 from hscale.runtimes import images
 from hscale.runtimes.docker import engine
+from hscale.runtimes.images import push
 
 LABEL = "hscale.cluster"  # its value: what the thing is (node, registry, network, ...)
 NODE_LABEL = "hscale.cluster.node"  # a node container's name in the swarm (node-1, ...)
@@ -431,28 +430,7 @@ def push_images(
     cluster's registry through 127.0.0.1; {image: reference the nodes pull it by}. Only the
     registry's address differs between the two names, so both name the same manifest."""
     cluster = cluster or load()
-    client = engine()
-    refs = {}
-    for image in images:
-        repo, tag = parse_repository_tag(image)
-        if tag and tag.startswith("sha256:"):  # pinned by digest: push under a tag of it
-            tag = f"sha256-{tag.removeprefix('sha256:')[:16]}"
-        path = split_repo_name(repo)[1]  # without the registry it came from, if any
-        pushed = f"{cluster.registry_push}/{path}"
-        try:
-            client.images.get(image).tag(pushed, tag or "latest")
-        except NotFound:
-            raise UsageError(f"image {image} is not on this Docker engine") from None
-        log(f"cluster: pushing {image} to the registry")
-        try:
-            for line in client.api.push(pushed, tag or "latest", stream=True, decode=True):
-                if "error" in line:
-                    raise StartupError(f"cluster: pushing {image} failed: {line['error']}")
-        finally:
-            with contextlib.suppress(DockerException):  # the name only, not the layers
-                client.images.remove(f"{pushed}:{tag or 'latest'}")
-        refs[image] = f"{cluster.registry}/{path}:{tag or 'latest'}"
-    return refs
+    return push(images, cluster.registry_push, cluster.registry, log)
 
 
 def describe(cluster: Cluster) -> str:

@@ -128,6 +128,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on host now (the kernel's pick; another process may take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def wait_http(
     url: str, proc: ManagedProcess, timeout: float = 20.0, ok: range = range(200, 201)
 ) -> None:

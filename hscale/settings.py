@@ -22,7 +22,10 @@ from hscale import paths, runtimes, stores
 from hscale.errors import UsageError
 
 LOAD_MODELS = ("closed", "rate")
-FAULTS = ("kill-replica", "pause-replica", "restart-store")
+FAULTS = ("kill-replica", "pause-replica", "restart-store")  # FAULT=all
+# Swarm across machines only, and asked for by name: a node drained (its tasks moved by
+# swarm) or stopped (the test cluster's node container: a machine lost).
+NODE_FAULTS = ("drain-node", "stop-node")
 # CPU left for nginx, the store and the load generator beside the replicas.
 RESERVED_CPUS = 1.0
 MIN_REPLICA_CPUS = 0.05
@@ -150,13 +153,36 @@ def _address(raw: str) -> str:
     return value
 
 
+def _node(name: str) -> Callable[[str], str]:
+    """A swarm node's name (its hscale.node label: node-1, ...); checked against the
+    swarm's nodes when the runtime starts."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", value):
+            raise UsageError(f"{name} must name a swarm node, like node-1, got {raw[:40]!r}")
+        return value
+
+    return parse
+
+
+def _registry(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.fullmatch(r"[a-z0-9.-]+(:\d{1,5})?(/[a-z0-9._-]+)*", value):
+        raise UsageError(
+            f"REGISTRY must be a registry like host:5000 or host/team, got {raw[:60]!r}"
+        )
+    return value
+
+
 def _faults(raw: str) -> tuple[str, ...]:
     names = raw.replace(",", " ").split()
     if names == ["all"]:
         return FAULTS
-    bad = [n for n in names if n not in FAULTS]
+    bad = [n for n in names if n not in FAULTS + NODE_FAULTS]
     if bad or not names:
-        raise UsageError(f"unknown FAULT {raw!r}; choose all or any of: {', '.join(FAULTS)}")
+        known = ", ".join(FAULTS + NODE_FAULTS)
+        raise UsageError(f"unknown FAULT {raw!r}; choose all or any of: {known}")
     return tuple(dict.fromkeys(names))
 
 
@@ -323,6 +349,42 @@ KNOBS: tuple[Knob, ...] = (
         "0: one Locust process; k: a Locust master and k worker processes, merged exactly",
     ),
     Knob(
+        "SWARM",
+        "auto",
+        _choice("SWARM", lambda: ("auto", "cluster", "local")),
+        "RUNTIME=swarm on `cluster` (the test cluster of `make cluster`) or `local` (this "
+        "host's engine, a swarm manager); auto: the cluster when one is up",
+    ),
+    Knob(
+        "REGISTRY",
+        None,
+        _registry,
+        "swarm: the registry every node pulls from (host[:port][/path]); hscale pushes "
+        "its images there first",
+        "none: the images must be on every node (one node: they are); a cluster: its own",
+    ),
+    Knob(
+        "PLACE_NGINX",
+        None,
+        _node("PLACE_NGINX"),
+        "swarm: the node (its hscale.node label) that runs nginx",
+        "the manager, on a cluster",
+    ),
+    Knob(
+        "PLACE_STORE",
+        None,
+        _node("PLACE_STORE"),
+        "swarm: the node that runs the store",
+        "the manager, on a cluster",
+    ),
+    Knob(
+        "PLACE_LOADGEN",
+        None,
+        _node("PLACE_LOADGEN"),
+        "swarm: the node that runs the Locust workers, kept apart from the replicas",
+        "the last node, on a cluster of 3 or more",
+    ),
+    Knob(
         "LOADGEN_CPUS",
         None,
         _number("LOADGEN_CPUS", "CPUs", MIN_REPLICA_CPUS, 1024),
@@ -445,6 +507,11 @@ class Settings:
     users: int | None
     users_per_replica: int
     loadgen_workers: int
+    swarm: str
+    registry: str | None
+    place_nginx: str | None
+    place_store: str | None
+    place_loadgen: str | None
     loadgen_cpus: float | None
     replica_cpus: float
     replica_cpus_source: str
@@ -524,6 +591,9 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         raise UsageError(
             f"LOADGEN_CPUS={parsed['LOADGEN_CPUS']:g} is more than this host's {cpus} CPUs"
         )
+    node_faults = [f for f in parsed["FAULT"] if f in NODE_FAULTS]
+    if node_faults and parsed["RUNTIME"] != "swarm":
+        raise UsageError(f"FAULT={node_faults[0]} needs RUNTIME=swarm (a swarm of several nodes)")
     ports = [parsed["PORT"], parsed["STORE_PORT"]]
     app_ports = range(parsed["APP_PORT"], parsed["APP_PORT"] + max(sweep))
     if app_ports[-1] > 65535:
@@ -562,6 +632,11 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         users=parsed["USERS"],
         users_per_replica=parsed["USERS_PER_REPLICA"],
         loadgen_workers=parsed["LOADGEN_WORKERS"],
+        swarm=parsed["SWARM"],
+        registry=parsed["REGISTRY"],
+        place_nginx=parsed["PLACE_NGINX"],
+        place_store=parsed["PLACE_STORE"],
+        place_loadgen=parsed["PLACE_LOADGEN"],
         loadgen_cpus=parsed["LOADGEN_CPUS"],
         replica_cpus=replica_cpus,
         replica_cpus_source=source,

@@ -143,6 +143,7 @@ def make_trial(
         "throttling": throttling(cpu, s, lat),
         "per_replica_requests": dict(sorted(per_replica.items())),
         "components": aggregate.with_demand(cpu, throughput),
+        **per_node(cpu, runtime.node_of()),
         "host": {"cpus": s.host_cpus, "busy_cores": None if busy is None else round(busy, 3)},
         "loadgen_cpu_warnings": tally["cpu_warnings"],
         "series": tally["series"],
@@ -171,3 +172,17 @@ def by_replica(per_upstream: dict[str, int], upstreams: dict[str, str]) -> dict[
 def stored_histogram(raw: Path) -> str | None:
     """The latency histogram a finished trial left in its tally.json."""
     return json.loads((raw / "tally.json").read_text()).get("histogram")
+
+
+def per_node(cpu: dict[str, dict], nodes: dict[str, str]) -> dict[str, dict]:
+    """Where the stack spans machines: each component's node, and each node's CPU."""
+    if not nodes:
+        return {}
+    total: dict[str, float] = {}
+    for name, node in nodes.items():
+        if name in cpu:
+            total[node] = total.get(node, 0.0) + cpu[name]["cpu_cores"]
+    return {
+        "nodes": dict(sorted(nodes.items())),
+        "per_node_cpu": {node: round(cores, 4) for node, cores in sorted(total.items())},
+    }

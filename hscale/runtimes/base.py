@@ -78,6 +78,11 @@ class Runtime(ABC):
         """Each running replica's address as nginx's $upstream_addr shows it ("ip:port"),
         mapped to its name in replicas(): how a response's X-Upstream names its replica."""
 
+    def node_of(self) -> dict[str, str]:
+        """{component: the machine it runs on}, where the stack spans machines (swarm);
+        empty on one machine."""
+        return {}
+
     @abstractmethod
     def components(self) -> list[Component]: ...
 

@@ -155,7 +155,7 @@ class DockerRuntime(Runtime):
 
     def compose(self) -> Compose:
         # The loadgen profile only when asked for: its image takes a while to build.
-        profiles: tuple[str, ...] = ("loadgen",) if self.s.loadgen_workers else ()
+        profiles: tuple[str, ...] = ("loadgen",) if self._containerised_load() else ()
         if self.store_entry.profile:  # redis has none: it is the default
             profiles += (self.store_entry.profile,)
         if not self.target.reference and self._app_file is None:
@@ -167,6 +167,10 @@ class DockerRuntime(Runtime):
 
     def loadgen_launcher(self):
         return self._launch_locust if self.s.loadgen_workers else None
+
+    def _containerised_load(self) -> bool:
+        """Whether Locust runs in containers (its image is built)."""
+        return bool(self.s.loadgen_workers)
 
     def _launch_locust(self, plan, out: Path, hscale_env: dict[str, str]):
         """Workers as containers (started afresh: they quit with each point's master),
@@ -568,9 +572,13 @@ class DockerRuntime(Runtime):
 
     def _containers(self, service: str) -> list:
         """Running containers of a service (on this node)."""
-        assert self.client is not None
         labels = [f"{self.project_label}={self.project}", self._service_label(service)]
-        return self.client.containers.list(filters={"label": labels})
+        return [c for e in self._engines() for c in e.containers.list(filters={"label": labels})]
+
+    def _engines(self) -> list[docker.DockerClient]:
+        """The engines that run this stack's containers: this one (swarm: every node's)."""
+        assert self.client is not None
+        return [self.client]
 
     def _routing_problem(self, names: set[str]) -> str | None:
         """None once nginx's upstream has caught up with a resize: requests through it for
@@ -598,14 +606,15 @@ class DockerRuntime(Runtime):
 
     def leftovers(self, remove: bool = False) -> list[str]:
         """Containers, networks and volumes of this run still present (removed if asked)."""
-        assert self.client is not None
         label = {"label": f"{self.project_label}={self.project}"}
         found = []
-        for kind, items in (
-            ("container", self.client.containers.list(all=True, filters=label)),
-            ("network", self.client.networks.list(filters=label)),
-            ("volume", self.client.volumes.list(filters=label)),
-        ):
+        for kind in ("container", "network", "volume"):
+            extra = {"all": True} if kind == "container" else {}
+            items = [
+                i
+                for e in self._engines()
+                for i in getattr(e, f"{kind}s").list(filters=label, **extra)
+            ]
             for item in items:
                 found.append(f"{kind} {item.name}")
                 if remove:

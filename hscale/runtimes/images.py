@@ -16,6 +16,7 @@ in a context hscale assembles (build_project); a prebuilt IMAGE is used as it is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -27,10 +28,15 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import yaml
+from docker.auth import split_repo_name
+from docker.errors import DockerException, NotFound
+from docker.utils import parse_repository_tag
 
 from hscale import paths, project_env
 from hscale.errors import UsageError
+from hscale.procs import StartupError
 from hscale.runtimes.compose import COMPOSE_FILE, Compose, ComposeError
 from hscale.target import Target
 
@@ -490,3 +496,35 @@ def _progress(log: Callable[[str], None]) -> Callable[[str], None]:
             log(f"images: {line[:120]}")
 
     return show
+
+
+def push(
+    names: list[str], push_to: str, pull_from: str, log: Callable[[str], None] = print
+) -> dict[str, str]:
+    """Push images of this host's engine to a registry, `push_to` (host[:port][/path]) as
+    this host reaches it; {image: the reference nodes pull it by, under `pull_from`}.
+    The two differ only for the test cluster, whose registry this host reaches on
+    127.0.0.1; a real registry has one name for both."""
+    client = docker.from_env(timeout=600)
+    refs = {}
+    for image in names:
+        repo, tag = parse_repository_tag(image)
+        if tag and tag.startswith("sha256:"):  # pinned by digest: push under a tag of it
+            tag = f"sha256-{tag.removeprefix('sha256:')[:16]}"
+        tag = tag or "latest"
+        path = split_repo_name(repo)[1]  # without the registry it came from, if any
+        pushed = f"{push_to}/{path}"
+        try:
+            client.images.get(image).tag(pushed, tag)
+        except NotFound:
+            raise UsageError(f"image {image} is not on this Docker engine") from None
+        log(f"images: pushing {image} to {push_to}")
+        try:
+            for line in client.api.push(pushed, tag, stream=True, decode=True):
+                if "error" in line:
+                    raise StartupError(f"pushing {image} to {push_to} failed: {line['error']}")
+        finally:
+            with contextlib.suppress(DockerException):  # the name only, not the layers
+                client.images.remove(f"{pushed}:{tag}")
+        refs[image] = f"{pull_from}/{path}:{tag}"
+    return refs

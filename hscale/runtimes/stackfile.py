@@ -71,3 +71,20 @@ def stack_file(compose_text: str, store: str = "redis") -> tuple[str, list[str]]
             if not re.fullmatch(r"(\$\{[^}]+\}|[\d.]+):(\$\{[^}]+\}|\d+):8080", str(port)):
                 raise ValueError(f"cannot translate port {port!r} for swarm")
     return yaml.safe_dump(doc, sort_keys=False), sorted(notes)
+
+
+def place(text: str, key: str, pinned: dict[str, str], avoid: str | None = None) -> str:
+    """The stack with services pinned to nodes by their `key` label ({service: node}),
+    and the app's replicas spread over the nodes by it, kept off `avoid` (the load
+    generator's node). Without pins or `avoid`, the stack as it was (a single node)."""
+    if not pinned and avoid is None:
+        return text
+    doc = yaml.safe_load(text)
+    for service, node in pinned.items():
+        placement = doc["services"][service]["deploy"].setdefault("placement", {})
+        placement["constraints"] = [f"node.labels.{key} == {node}"]
+    app = doc["services"]["app"]["deploy"].setdefault("placement", {})
+    app["preferences"] = [{"spread": f"node.labels.{key}"}]
+    if avoid is not None:
+        app["constraints"] = [f"node.labels.{key} != {avoid}"]
+    return yaml.safe_dump(doc, sort_keys=False)

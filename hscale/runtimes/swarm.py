@@ -5,58 +5,214 @@ must be on every node that runs a replica: hscale builds or checks it on this on
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import docker
 from docker.errors import DockerException
 
-from hscale import paths
+from hscale import cluster as testcluster
+from hscale import loadgen, paths
 from hscale.errors import UsageError
-from hscale.procs import StartupError
+from hscale.procs import StartupError, free_port
 from hscale.runtimes import forwarder, images
 from hscale.runtimes.base import RuntimeInfo
 from hscale.runtimes.compose import app_environment
-from hscale.runtimes.docker import INIT_STORE, DockerRuntime, _tail, engine
-from hscale.runtimes.stackfile import stack_file
+from hscale.runtimes.docker import INIT_STORE, DockerRuntime, _hostname, _tail, engine
+from hscale.runtimes.stackfile import place, stack_file
+from hscale.settings import NODE_FAULTS
 
 STACK_LABEL = "com.docker.stack.namespace"
 REFERENCE_READY_S = 120  # the reference app's tasks: running and routed within this
+NODE_KEY = "hscale.node"  # the node label placement uses (`make cluster` sets it)
 
 
 class SwarmRuntime(DockerRuntime):
     name = "swarm"
     project_label = STACK_LABEL
 
-    _forwarder: Any = None
-    _published_on: list[str] = []
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forwarder: Any = None
+        self._published_on: list[str] = []
+        self.cluster: testcluster.Cluster | None = None  # None: this host's engine
+        self.nodes: dict[str, docker.DockerClient] = {}  # every node's engine, by name
+        self.placement: dict[str, str] = {}  # nginx, store, loadgen: node
+        self.image_refs: dict[str, str] = {}  # image variable: its reference in a registry
+        self._struck_nodes: dict[str, str] = {}  # node: the fault that struck it, until heal()
 
     def _service_label(self, service: str) -> str:
         return f"com.docker.swarm.service.name={self.project}_{service}"
 
     def preflight(self) -> None:
-        super().preflight()
-        swarm = engine().info().get("Swarm", {})
-        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
-            raise UsageError(
-                "RUNTIME=swarm needs this Docker engine to be a swarm manager "
-                "(`docker swarm init`, or join one); or use RUNTIME=docker"
-            )
+        self.cluster = self._find_cluster()
+        if self.cluster is None:
+            super().preflight()
+            assert self.client is not None
+            swarm = self.client.info().get("Swarm", {})
+            if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+                raise UsageError(
+                    "RUNTIME=swarm needs this Docker engine to be a swarm manager "
+                    "(`docker swarm init`, or join one), or a cluster (make cluster); "
+                    "or use RUNTIME=docker"
+                )
+            self.nodes = {self.client.info()["Name"]: self.client}
+        else:
+            super().preflight()  # this engine builds the images; the cluster runs them
+            self.client = docker.DockerClient(base_url=self.cluster.manager.engine, timeout=30)
+            self.nodes = {
+                n.name: docker.DockerClient(base_url=n.engine, timeout=30)
+                for n in self.cluster.nodes
+            }
+        self.placement = self._placement()
+
+    def _find_cluster(self) -> testcluster.Cluster | None:
+        """SWARM=cluster: the test cluster, which must be up; auto: it when it is up."""
+        if self.s.swarm == "local":
+            return None
+        found, problem = testcluster.health()
+        if found is None and self.s.swarm == "cluster":
+            raise UsageError(f"SWARM=cluster: no cluster is up ({problem}); make cluster NODES=3")
+        return found
+
+    def _placement(self) -> dict[str, str]:
+        """{service: node} for nginx, the store and the load generator: where the user
+        said, else (on a cluster) nginx and the store on the manager and the Locust
+        workers on the last node, of 3 or more, with no replica beside them."""
+        chosen = {"nginx": self.s.place_nginx, "store": self.s.place_store,
+                  "loadgen": self.s.place_loadgen}  # fmt: skip
+        if self.cluster is not None:
+            names = [n.name for n in self.cluster.nodes]
+            defaults = {"nginx": names[0], "store": names[0]}
+            defaults |= {"loadgen": names[-1]} if len(names) >= 3 else {}
+            chosen = {k: v or defaults.get(k) for k, v in chosen.items()}
+        for knob, node in chosen.items():
+            if node is not None and node not in self._node_labels():
+                raise UsageError(
+                    f"PLACE_{knob.upper()}={node}: no swarm node has the label hscale.node={node} "
+                    f"(nodes: {', '.join(sorted(self._node_labels())) or 'none labelled'})"
+                )
+        return {k: v for k, v in chosen.items() if v is not None}
+
+    def _node_labels(self) -> set[str]:
+        assert self.client is not None
+        labels = (n.attrs["Spec"].get("Labels") or {} for n in self.client.nodes.list())
+        return {lab[NODE_KEY] for lab in labels if NODE_KEY in lab}
+
+    def _engines(self) -> list[docker.DockerClient]:
+        return list(self._live_nodes().values())
+
+    def _live_nodes(self) -> dict[str, docker.DockerClient]:
+        """Every node's engine but a stopped node's (FAULT=stop-node, until heal())."""
+        gone = {n for n, fault in self._struck_nodes.items() if fault == "stop-node"}
+        return {name: client for name, client in self.nodes.items() if name not in gone}
+
+    def node_of(self) -> dict[str, str]:
+        """{component: node} of every container of the stack now: where its CPU is read."""
+        out = {}
+        names = {"nginx": "nginx", self.store_service: "store"}
+        for node, client in self._live_nodes().items():
+            labels = {"label": f"{STACK_LABEL}={self.project}"}
+            for c in client.containers.list(filters=labels):
+                service = c.labels.get("com.docker.swarm.service.name", "")
+                short = service.removeprefix(f"{self.project}_")
+                name = _hostname(c) if short == "app" else names.get(short)
+                if name:
+                    out[name] = node
+        if "loadgen" in self.placement:  # its workers' CPU is read there
+            out["loadgen"] = self.placement["loadgen"]
+        return out
+
+    @property
+    def publish_address(self) -> str:
+        """On a cluster, the manager's address (the forwarder runs there); else the knob."""
+        return self.cluster.manager.address if self.cluster else self.s.publish_address
+
+    @property
+    def published(self) -> str:
+        if self.cluster is None:
+            return super().published
+        return f"http://{self.publish_address}:{self.s.port}"
 
     @property
     def endpoint(self) -> str:
-        """The forwarder's address on its own bridge (hscale/runtimes/forwarder.py)."""
+        """The forwarder's address on its own bridge (hscale/runtimes/forwarder.py); on a
+        cluster, that bridge is inside the manager node: its published address."""
+        if self.cluster is not None:
+            return self.published
         if self._endpoint is None:
             self._endpoint = f"http://{forwarder.address(self._forwarder, self.project)}:8080"
         return self._endpoint
 
     def loadgen_launcher(self):
-        # Locust workers as swarm services are not built yet: LOADGEN_WORKERS forks them
-        # as processes on this host (see README, "Many machines").
-        return None
+        """With a load generator's node (PLACE_LOADGEN, or a cluster's last node): Locust's
+        workers as a service there, its master here. Else Locust runs on this host."""
+        return self._launch_locust_service if "loadgen" in self.placement else None
+
+    def _containerised_load(self) -> bool:
+        return "loadgen" in self.placement
+
+    def _launch_locust_service(self, plan, out: Path, hscale_env: dict[str, str]):
+        """LOADGEN_WORKERS (at least 1) Locust workers as a service on the load generator's
+        node, on the stack's frontend network (they reach nginx by name, as a load
+        balancer in front would), and the command for this point's master on this host,
+        where the figures land. The master tells its workers the host and the HSCALE_*
+        options in each spawn message; they connect to it on this host's address on the
+        nodes' network. Workers quit with the master, so each point starts them afresh."""
+        if plan.own_file:
+            raise UsageError("LOCUSTFILE with Locust workers on a swarm node is not built yet")
+        workers = max(1, plan.workers)
+        bind = self._address_toward_nodes()
+        port = free_port(bind)
+        service = f"{self.project}_locust-worker"
+        self._docker("service", "rm", service, check=False)
+        files = loadgen.locustfiles(plan, "/loadtests")
+        self._docker(
+            "service", "create", "--detach", "--name", service,
+            "--label", f"{STACK_LABEL}={self.project}",
+            "--container-label", f"{STACK_LABEL}={self.project}",
+            "--constraint", f"node.labels.{NODE_KEY} == {self.placement['loadgen']}",
+            "--network", f"{self.project}_frontend", "--replicas", str(workers),
+            "--restart-condition", "none", "--read-only", "--mount", "type=tmpfs,target=/tmp",
+            "--limit-cpu", "1", "--limit-memory", "512m",  # as docker-compose.yml's workers
+            self.env()["LOADGEN_IMAGE"], "-f", files, "--worker",
+            "--master-host", bind, "--master-port", str(port),
+        )  # fmt: skip
+        self._stop_sampler.set()
+        self._locust_cpu = {"started": 0.0}  # new workers: their counters start at 0
+        self._stop_sampler = threading.Event()
+        threading.Thread(target=self._sampler, args=(self._stop_sampler,), daemon=True).start()
+        contained = dataclasses.replace(plan, host="http://nginx:8080")
+        options = loadgen.locust_options(
+            contained, loadgen.locustfiles(plan, str(paths.LOADTESTS_DIR)), str(out)
+        )
+        master = ["--master", "--master-bind-host", bind, "--master-bind-port", str(port),
+                  "--expect-workers", str(workers)]  # fmt: skip
+        return [sys.executable, "-m", "locust", *options, *master], {}
+
+    def _address_toward_nodes(self) -> str:
+        """This host's address on the cluster's network (its gateway), where the nodes'
+        containers reach it; on a single node, the swarm's own address."""
+        if self.cluster is not None:
+            host = engine()
+            ipam = host.networks.get(testcluster.NETWORK).attrs["IPAM"]["Config"][0]
+            return ipam["Gateway"]
+        assert self.client is not None
+        return self.client.info()["Swarm"]["NodeAddr"]
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), "UPSTREAM_HOST": "tasks.app"}
+        return {**super().env(), "UPSTREAM_HOST": "tasks.app", **self.image_refs}
+
+    def _cli_env(self) -> dict[str, str]:
+        """The docker CLI's environment: the cluster's manager, when on one."""
+        manager = {"DOCKER_HOST": self.cluster.manager.engine} if self.cluster else {}
+        return {**self.env(), **manager}
 
     def start(self, n: int) -> None:
         self._started = True
@@ -69,18 +225,44 @@ class SwarmRuntime(DockerRuntime):
         text, self.dropped = stack_file(base.read_text(), self.s.store)
         for note in self.dropped:
             self.log(f"swarm: {note}")
+        services = {"nginx": "nginx", "store": self.store_service}
+        pinned = {
+            svc: self.placement[k] for k, svc in services.items() if svc and k in self.placement
+        }
+        text = place(text, NODE_KEY, pinned, avoid=self.placement.get("loadgen"))
         path = self.workdir / "stack.yml"  # variables unfilled: no password in it
         path.write_text(text)
+        if self.cluster is not None or self.s.registry:
+            self._push_images()
         self._docker("stack", "deploy", "--compose-file", str(path), self.project)
         assert self.client is not None
         self._forwarder = forwarder.run(
             self.client, self.project, {STACK_LABEL: self.project},
-            self.env()["NGINX_PROXY_IMAGE"], self.s.publish_address, self.s.port,
+            self.env()["NGINX_PROXY_IMAGE"], self.publish_address, self.s.port,
         )  # fmt: skip
         self._published_on = forwarder.bindings(self._forwarder)
         self._start_store()
         self._app_init()
         self.resize(n)
+
+    def _push_images(self) -> None:
+        """Every image the stack names, pushed to the cluster's registry or REGISTRY; the
+        stack, the forwarder and the one-off containers then name them there (each node
+        pulls)."""
+        env, stack = self.env(), (self.workdir / "stack.yml").read_text()
+        used = set(re.findall(r"\$\{(\w+_IMAGE)\b", stack)) | {"NGINX_PROXY_IMAGE"}
+        used |= {"LOADGEN_IMAGE"} if self._containerised_load() else set()
+        names = {var: env[var] for var in sorted(used) if env.get(var)}
+        if self.app_image:
+            names["APP_IMAGE"] = self.app_image
+        wanted = sorted(set(names.values()))
+        if self.cluster is not None:
+            refs = testcluster.push_images(wanted, self.cluster, self.log)
+        else:
+            assert self.s.registry is not None
+            refs = images.push(wanted, self.s.registry, self.s.registry, self.log)
+        self.image_refs = {var: refs[image] for var, image in names.items()}
+        self.app_image = self.image_refs["APP_IMAGE"]
 
     def _start_store(self) -> None:
         """The stack deployed the store and no replica: wait for the store's task (swarm
@@ -131,7 +313,7 @@ class SwarmRuntime(DockerRuntime):
              # names only: the values come from this process's environment, not argv
              *(arg for name in env for arg in ("-e", name)),
              self.app_image, *argv],
-            env={**self.env(), **env}, cwd=paths.ROOT, capture_output=True, text=True,
+            env={**self._cli_env(), **env}, cwd=paths.ROOT, capture_output=True, text=True,
             stdin=subprocess.DEVNULL, timeout=max(120.0, self.s.ready_timeout),
         )  # fmt: skip
 
@@ -190,12 +372,63 @@ class SwarmRuntime(DockerRuntime):
                 down.append(f"{service} task not running")
         return down
 
+    def inject(self, fault: str, seconds: float) -> dict[str, Any]:
+        if fault not in NODE_FAULTS:
+            return super().inject(fault, seconds)
+        node = self._victim_node()
+        there = sorted(r for r, n in self.node_of().items() if n == node and r in self.replicas())
+        t0 = time.monotonic()
+        if fault == "drain-node":  # swarm stops its tasks and starts them elsewhere
+            self._set_availability(node, "drain")
+        else:  # stop-node: the machine gone, as the test cluster can make it go
+            if self.cluster is None:
+                raise UsageError("FAULT=stop-node needs the test cluster (make cluster)")
+            engine().containers.get(f"hscale-{node}").kill()
+        self._struck_nodes[node] = fault
+        return {"node": node, "replicas_there": there, "took_s": round(time.monotonic() - t0, 3)}
+
+    def _victim_node(self) -> str:
+        """The node of the last replica that shares it with neither nginx nor the store."""
+        where = self.node_of()
+        spared = {where.get("nginx"), where.get("store"), self.placement.get("loadgen")}
+        for replica in sorted(self.replicas(), reverse=True):
+            if where.get(replica) not in spared:
+                return where[replica]
+        raise UsageError(
+            "drain-node and stop-node need a replica on a node without nginx or the store "
+            "(a swarm of 2 or more nodes, and N large enough to reach a second node)"
+        )
+
+    def _set_availability(self, node: str, availability: str) -> None:
+        assert self.client is not None
+        for found in self.client.nodes.list(filters={"node.label": f"{NODE_KEY}={node}"}):
+            spec = {**found.attrs["Spec"], "Availability": availability}
+            found.update(spec)
+
     def heal(self) -> None:
-        """Swarm starts a task in place of a killed one; wait for N of them behind nginx."""
+        """Swarm starts a task in place of a killed one; wait for N of them behind nginx.
+        A drained node is made active again; a stopped one started, and back in the swarm
+        (its tasks, moved meanwhile, stay where swarm put them)."""
         for t in self._resumers:
             t.join()
         self._resumers.clear()
+        for node, fault in self._struck_nodes.items():
+            if fault == "stop-node":
+                engine().containers.get(f"hscale-{node}").start()
+                self._wait_node_ready(node)
+            self._set_availability(node, "active")
+        self._struck_nodes.clear()
         self.resize(self._n)
+
+    def _wait_node_ready(self, node: str, timeout: float = 120) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.client.nodes.list(filters={"node.label": f"{NODE_KEY}={node}"})
+            if found and found[0].attrs["Status"]["State"] == "ready":
+                return
+            time.sleep(1)
+        raise StartupError(f"swarm: {node} not ready {timeout:g} s after it was started again")
 
     def replicas(self) -> list[str]:
         # Container hostnames default to the short container id, on every node.
@@ -221,6 +454,23 @@ class SwarmRuntime(DockerRuntime):
         info.details["swarm_limits_dropped"] = getattr(self, "dropped", [])
         if self._forwarder is not None:  # as the engine bound it, not as asked
             info.details["published_on"] = self._published_on
+        info.details["nodes"] = sorted(self.nodes)
+        info.details["placement"] = (
+            {
+                **{k: f"node.labels.{NODE_KEY} == {v}" for k, v in self.placement.items()},
+                "app": f"spread over node.labels.{NODE_KEY}"
+                + (f", not {self.placement['loadgen']}" if "loadgen" in self.placement else ""),
+            }
+            if self.placement
+            else "none (one node)"
+        )
+        if self.cluster is not None:
+            info.details["cluster"] = {
+                "manager": self.cluster.manager.engine,
+                "registry": self.cluster.registry,
+                "images": self.image_refs,
+                "cpu_read": "each node's Engine API (stats), in parallel, at the window edges",
+            }
         return info
 
     def stop(self) -> None:
@@ -251,7 +501,7 @@ class SwarmRuntime(DockerRuntime):
     def _docker(self, *args: str, check: bool = True, extra_env: dict | None = None) -> None:
         done = subprocess.run(
             ["docker", *args],
-            env={**self.env(), **(extra_env or {})},
+            env={**self._cli_env(), **(extra_env or {})},
             cwd=paths.ROOT,
             capture_output=True,
             text=True,

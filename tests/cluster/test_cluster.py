@@ -1,11 +1,13 @@
-"""`hscale cluster up|down` (make cluster, make cluster-down): one 2-node cluster for the
-module, its swarm and registry checked through the engines' APIs, then taken down, and an
+"""`hscale cluster up|down` (make cluster, make cluster-down): one 3-node cluster for the
+module, its swarm and registry checked through the engines' APIs, a swarm sweep across its
+nodes (replicas on two, Locust's worker on the third), then taken down, and an
 `up` killed half-way cleaned up by `down`. Where a cluster is already up, the tests that
 need the module's cluster are skipped: they would take that cluster down."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import signal
 import subprocess
@@ -15,7 +17,15 @@ from pathlib import Path
 
 import docker
 import pytest
-from hscale_testkit import NEEDS_DOCKER, ROOT, hscale_cmd, hscale_env, run_hscale
+from hscale_testkit import (
+    NEEDS_DOCKER,
+    ROOT,
+    free_port_block,
+    hscale_cmd,
+    hscale_env,
+    run_hscale,
+    short_sweep,
+)
 
 from hscale import cluster as hc
 
@@ -54,7 +64,7 @@ def cluster(cache: Path) -> Iterator[hc.Cluster]:
     if leftovers():
         pytest.skip("a cluster is up on this engine (make cluster-down): not replacing it")
     try:
-        done = hscale(cache, "up", "--nodes", "2", timeout=UP_TIMEOUT_S)
+        done = hscale(cache, "up", "--nodes", "3", timeout=UP_TIMEOUT_S)
         assert done.returncode == 0, done.stderr[-3000:]
         yield hc.load(cache / "cluster.json")
     finally:
@@ -91,8 +101,8 @@ def test_up_gives_a_swarm_of_ready_labelled_nodes_each_at_its_own_address(
 ):
     names = [n.name for n in cluster.nodes]
     addresses = [n.address for n in cluster.nodes]
-    assert names == ["node-1", "node-2"]
-    assert len(set(addresses)) == 2
+    assert names == ["node-1", "node-2", "node-3"]
+    assert len(set(addresses)) == 3
     assert all(ipaddress.ip_address(a) in hc.subnet() for a in addresses)
     manager = docker.DockerClient(base_url=cluster.manager.engine, timeout=10)
     swarm_nodes = {n.attrs["Description"]["Hostname"]: n.attrs for n in manager.nodes.list()}
@@ -115,12 +125,12 @@ def test_up_gives_a_swarm_of_ready_labelled_nodes_each_at_its_own_address(
 
 
 def test_up_again_says_so_and_another_size_is_refused(cluster: hc.Cluster, cache: Path):
-    done = hscale(cache, "up", "--nodes", "2")
+    done = hscale(cache, "up", "--nodes", "3")
     assert done.returncode == 0, done.stderr
     assert "already up" in done.stdout and cluster.manager.engine in done.stdout
-    done = hscale(cache, "up", "--nodes", "3")
+    done = hscale(cache, "up", "--nodes", "2")
     assert done.returncode == 2
-    assert "a cluster of 2 nodes is up: make cluster-down first" in done.stderr
+    assert "a cluster of 3 nodes is up: make cluster-down first" in done.stderr
 
 
 def test_a_pushed_image_runs_on_the_worker(cluster: hc.Cluster):
@@ -148,10 +158,45 @@ def test_a_pushed_image_runs_on_the_worker(cluster: hc.Cluster):
     assert out.decode().startswith("tini version")
 
 
+def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluster, tmp_path):
+    """RUNTIME=swarm on the cluster: images pushed to its registry and pulled by the
+    nodes, the replicas spread over node-1 and node-2, Locust's worker on node-3, each
+    component's CPU read on its node, and nothing of the stack left on any node."""
+    done, run, summary = short_sweep(
+        tmp_path, "--runtime", "swarm", "--swarm", "cluster", "--sweep", "1 2",
+        "--port", str(free_port_block(1)), timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert summary["status"] == "complete", summary.get("error")
+    two = summary["trials"][-1]
+    replicas = sorted(two["per_replica_requests"])
+    assert len(replicas) == 2 and all(two["per_replica_requests"][r] > 0 for r in replicas)
+    assert sorted(two["nodes"][r] for r in replicas) == ["node-1", "node-2"]  # spread
+    assert two["nodes"]["loadgen"] == "node-3" and two["nodes"]["nginx"] == "node-1"
+    assert two["loadgen_workers"] == 1
+    for name in [*replicas, "nginx", "store", "loadgen"]:  # read on the node that runs it
+        assert two["components"][name]["cpu_cores"] > 0, name
+    assert set(two["per_node_cpu"]) == {"node-1", "node-2", "node-3"}
+    assert all(cores > 0 for cores in two["per_node_cpu"].values())
+    manifest = json.loads((run / "manifest.json").read_text())
+    runtime = manifest["runtime"]
+    assert runtime["published_on"] == [f"{cluster.manager.address}:{manifest['config']['port']}"]
+    assert runtime["cluster"]["registry"] == cluster.registry
+    assert runtime["cluster"]["images"]["APP_IMAGE"].startswith(f"{cluster.registry}/hscale-app:")
+    assert runtime["placement"]["loadgen"] == "node.labels.hscale.node == node-3"
+    label = {"label": f"com.docker.stack.namespace={runtime['stack']}"}
+    for node in cluster.nodes:
+        engine = docker.DockerClient(base_url=node.engine, timeout=30)
+        assert engine.containers.list(all=True, filters=label) == [], node.name
+        assert engine.networks.list(filters=label) == [], node.name
+    manager = docker.DockerClient(base_url=cluster.manager.engine, timeout=30)
+    assert manager.services.list() == []
+
+
 def test_down_leaves_no_container_network_or_volume(cluster: hc.Cluster, cache: Path):
     done = hscale(cache, "down")
     assert done.returncode == 0, done.stderr
-    assert "removed container hscale-node-2" in done.stderr
+    assert "removed container hscale-node-3" in done.stderr
     assert leftovers() == []
     assert not (cache / "cluster.json").exists()
     done = hscale(cache, "down")  # nothing left: still fine

@@ -60,7 +60,16 @@ def test_stack_file_keeps_the_stack_and_says_what_swarm_drops():
 def test_swarm_sweep(swarm, tmp_path: Path):
     port = free_port_block(1)
     done, run, summary = short_sweep(
-        tmp_path, "--runtime", "swarm", "--sweep", "1 2", "--port", str(port), timeout=400
+        tmp_path,
+        "--runtime",
+        "swarm",
+        "--swarm",
+        "local",
+        "--sweep",
+        "1 2",
+        "--port",
+        str(port),
+        timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete" and summary["runtime"] == "swarm"
@@ -94,8 +103,9 @@ def test_swarm_sweep_of_your_app(swarm, tmp_path: Path):
     split proved by X-Upstream mapped to the tasks' containers."""
     app = COMPOSE_FILE.parent / "examples" / "stateless-redis"
     done, run, summary = short_sweep(
-        tmp_path, "--runtime", "swarm", "--sweep", "1 2", "--port", str(free_port_block(1)),
-        "--app", str(app), "--store", "redis", "--app-init", PING_INIT, timeout=600,
+        tmp_path, "--runtime", "swarm", "--swarm", "local", "--sweep", "1 2",
+        "--port", str(free_port_block(1)), "--app", str(app), "--store", "redis",
+        "--app-init", PING_INIT, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete", summary.get("error")
@@ -121,7 +131,17 @@ def test_faults_on_swarm(swarm, tmp_path: Path) -> None:
     """A killed task is replaced by swarm itself; a paused one holds its requests; the
     store's container restarts and loses the counter; each measured, the stack healed."""
     results = tmp_path / "results"
-    args = ["faults", "--runtime", "swarm", "--sweep", "2", "--scenario", "counter"]
+    args = [
+        "faults",
+        "--runtime",
+        "swarm",
+        "--swarm",
+        "local",
+        "--sweep",
+        "2",
+        "--scenario",
+        "counter",
+    ]
     args += ["--duration", "9", "--warmup", "1", "--warmup-trial", "0", "--fault-at", "3"]
     args += ["--fault-pause", "1.5", "--port", str(free_port_block(1)), "--results", str(results)]
     done = run_hscale(args, tmpdir=tmp_path / "tmp", timeout=1200)
