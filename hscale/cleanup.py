@@ -150,7 +150,7 @@ def _docker(only: str | None) -> list[str]:
     out = []
     label = "com.docker.compose.project"
     stack = "com.docker.stack.namespace"
-    for c in client.containers.list(all=True):
+    for c in client.containers.list(all=True, ignore_removed=True):
         project = c.labels.get(label) or c.labels.get(stack) or ""
         if doomed(project):
             with contextlib.suppress(Exception):

@@ -360,7 +360,7 @@ def _write_state(cluster: Cluster) -> None:
 def _labelled(client: docker.DockerClient) -> dict[str, list]:
     where = {"label": LABEL}
     return {
-        "container": client.containers.list(all=True, filters=where),
+        "container": client.containers.list(all=True, filters=where, ignore_removed=True),
         "network": client.networks.list(filters=where),
         "volume": client.volumes.list(filters=where),
     }
@@ -370,7 +370,7 @@ def health(client: docker.DockerClient | None = None) -> tuple[Cluster | None, s
     """(the cluster, "") when every part of one is up and its swarm is whole, else (None,
     what is wrong). Read from the engine, not the state file."""
     client = client or engine()
-    boxes = client.containers.list(all=True, filters={"label": LABEL})
+    boxes = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
     nodes_boxes = sorted(
         (b for b in boxes if b.labels.get(LABEL) == "node"),
         key=lambda b: int(b.labels[NODE_LABEL].rsplit("-", 1)[1]),

@@ -72,11 +72,17 @@ def fault_trial(sweep: Sweep, n: int, k: int, fault: str) -> dict[str, Any]:
     striker.join()
     if striker.struck_at is None:
         raise RuntimeError(f"{fault}: the window closed before FAULT_AT={at:g} s")
-    runtime.heal()  # everything back before the counter is read and the next trial
-    sweep.place(n, f"{fault}: healed", 0)
-    after = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
     trial = make_trial(
         Stage(s, runtime, sweep.limits, sweep.rd.path), n, k, k - 1, plan, run, out, host_speed
+    )
+    heal_error = None
+    try:  # everything back before the counter is read and the next trial
+        runtime.heal()
+        sweep.place(n, f"{fault}: healed", 0)
+    except Exception as exc:  # noqa: BLE001  (the trial is kept; run_faults stops)
+        heal_error = f"{type(exc).__name__}: {exc}"
+    after = (
+        read_counters(runtime.endpoint, runtime.upstreams()) if checked and not heal_error else None
     )
     tally = run.tally
     test_start = tally["window_start"] - tally["warmup_s"]
@@ -101,6 +107,7 @@ def fault_trial(sweep: Sweep, n: int, k: int, fault: str) -> dict[str, Any]:
         "durability": judge.DURABILITY.get(s.store) if fault == "restart-store" else None,
         "errors": tally["errors"],
         "verdict": judge.verdict(fault, {**striker.done, "lost_writes": lost}, found),
+        "heal_error": heal_error,
         "trial": {k: trial[k] for k in ("throughput_rps", "requests", "failures", "latency_ms",
                                         "per_replica_requests", "raw")},
     }  # fmt: skip
@@ -123,6 +130,9 @@ def run_faults(
                 log(f"fault {k}/{len(s.faults)}: {fault} at N={n}")
                 found.append(fault_trial(sweep, n, k, fault))
                 write(rd.path, s, found)  # kept as each finishes
+                if found[-1]["heal_error"]:
+                    raise RuntimeError(f"after {fault}, the stack did not heal: "
+                                       f"{found[-1]['heal_error']}")  # fmt: skip
             sweep.summary["status"] = "complete"
         except (KeyboardInterrupt, Interrupted, Exception) as exc:
             sweep.stop(exc)

@@ -64,4 +64,9 @@ cat >/etc/docker/daemon.json <<JSON
   "log-opts": {"max-size": "10m", "max-file": "2"}
 }
 JSON
+# A node started again after it was killed (FAULT=stop-node): the pid files and sockets of
+# the dead dockerd and containerd are still here, and containerd would not start beside
+# them (docker's own dind image removes them too).
+# Nothing of it runs any more: its whole run state goes (what lasts is in /var/lib/docker).
+rm -rf /run/docker /run/containerd /run/docker.pid /run/docker.sock
 exec dockerd

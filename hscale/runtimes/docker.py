@@ -573,7 +573,17 @@ class DockerRuntime(Runtime):
     def _containers(self, service: str) -> list:
         """Running containers of a service (on this node)."""
         labels = [f"{self.project_label}={self.project}", self._service_label(service)]
-        return [c for e in self._engines() for c in e.containers.list(filters={"label": labels})]
+        return [c for e in self._engines() for c in self._listed(e, {"label": labels})]
+
+    def _listed(self, engine_: docker.DockerClient, filters: dict) -> list:
+        """An engine's running containers that match; on several engines (swarm), one
+        that does not answer (a node lost) has none, and the others still count."""
+        if len(self._engines()) == 1:
+            return engine_.containers.list(filters=filters, ignore_removed=True)
+        try:
+            return engine_.containers.list(filters=filters, ignore_removed=True)
+        except (DockerException, requests.RequestException):
+            return []
 
     def _engines(self) -> list[docker.DockerClient]:
         """The engines that run this stack's containers: this one (swarm: every node's)."""
@@ -609,7 +619,8 @@ class DockerRuntime(Runtime):
         label = {"label": f"{self.project_label}={self.project}"}
         found = []
         for kind in ("container", "network", "volume"):
-            extra = {"all": True} if kind == "container" else {}
+            # ignore_removed: `stack rm` and compose remove containers while this lists them
+            extra = {"all": True, "ignore_removed": True} if kind == "container" else {}
             items = [
                 i
                 for e in self._engines()

@@ -119,7 +119,7 @@ class SwarmRuntime(DockerRuntime):
         names = {"nginx": "nginx", self.store_service: "store"}
         for node, client in self._live_nodes().items():
             labels = {"label": f"{STACK_LABEL}={self.project}"}
-            for c in client.containers.list(filters=labels):
+            for c in self._listed(client, labels):
                 service = c.labels.get("com.docker.swarm.service.name", "")
                 short = service.removeprefix(f"{self.project}_")
                 name = _hostname(c) if short == "app" else names.get(short)
@@ -407,17 +407,22 @@ class SwarmRuntime(DockerRuntime):
 
     def heal(self) -> None:
         """Swarm starts a task in place of a killed one; wait for N of them behind nginx.
-        A drained node is made active again; a stopped one started, and back in the swarm
-        (its tasks, moved meanwhile, stay where swarm put them)."""
+        A drained node is made active again, a stopped one started and back in the swarm,
+        and the replicas spread over the nodes again (all restarted at once)."""
         for t in self._resumers:
             t.join()
         self._resumers.clear()
-        for node, fault in self._struck_nodes.items():
+        struck = dict(self._struck_nodes)
+        for node, fault in struck.items():
             if fault == "stop-node":
                 engine().containers.get(f"hscale-{node}").start()
                 self._wait_node_ready(node)
             self._set_availability(node, "active")
         self._struck_nodes.clear()
+        if struck:  # swarm does not move tasks back by itself: spread them again
+            self._docker("service", "update", "--force", "--detach",
+                         "--update-parallelism", "0", f"{self.project}_app")  # fmt: skip
+            time.sleep(2)  # the old tasks' shutdown begins before resize() counts
         self.resize(self._n)
 
     def _wait_node_ready(self, node: str, timeout: float = 120) -> None:

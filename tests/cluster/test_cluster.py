@@ -23,6 +23,7 @@ from hscale_testkit import (
     free_port_block,
     hscale_cmd,
     hscale_env,
+    run_dirs,
     run_hscale,
     short_sweep,
 )
@@ -43,7 +44,10 @@ def leftovers() -> list[str]:
     client = docker.from_env()
     where = {"label": hc.LABEL}
     return (
-        [f"container {c.name}" for c in client.containers.list(all=True, filters=where)]
+        [
+            f"container {c.name}"
+            for c in client.containers.list(all=True, filters=where, ignore_removed=True)
+        ]
         + [f"network {n.name}" for n in client.networks.list(filters=where)]
         + [f"volume {v.name}" for v in client.volumes.list(filters=where)]
     )
@@ -190,6 +194,29 @@ def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluste
         assert engine.containers.list(all=True, filters=label) == [], node.name
         assert engine.networks.list(filters=label) == [], node.name
     manager = docker.DockerClient(base_url=cluster.manager.engine, timeout=30)
+    assert manager.services.list() == []
+
+
+def test_a_node_drained_and_a_node_stopped_under_load(cluster: hc.Cluster, tmp_path):
+    """FAULT=drain-node, then stop-node, at N = 3: each strikes node-2 (a replica's node
+    without nginx or the store), is measured, and is healed: the node back in the swarm,
+    the replicas spread again."""
+    results = tmp_path / "results"
+    args = ["faults", "--runtime", "swarm", "--swarm", "cluster", "--fault", "drain-node stop-node"]
+    args += ["--fault-n", "3", "--scenario", "json", "--duration", "8", "--warmup", "1"]
+    args += ["--warmup-trial", "0", "--fault-at", "2.5", "--port", str(free_port_block(1))]
+    done = run_hscale([*args, "--results", str(results)], tmpdir=tmp_path / "tmp", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = run_dirs(results)
+    drain, stop = json.loads((run / "faults.json").read_text())["faults"]
+    for found in (drain, stop):
+        assert found["done"]["node"] == "node-2" and found["done"]["replicas_there"]
+        assert found["heal_error"] is None and found["trial"]["requests"] > 0
+        assert "node-2, running" in found["verdict"]
+    manager = docker.DockerClient(base_url=cluster.manager.engine, timeout=30)
+    states = {n.attrs["Description"]["Hostname"]: n.attrs for n in manager.nodes.list()}
+    assert all(a["Status"]["State"] == "ready" for a in states.values())
+    assert all(a["Spec"]["Availability"] == "active" for a in states.values())
     assert manager.services.list() == []
 
 

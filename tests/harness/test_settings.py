@@ -163,6 +163,21 @@ def test_publish_address_default_and_every_interface_only_by_name():
     assert everywhere.publish_address == "0.0.0.0" and everywhere.entry_address == "127.0.0.1"
 
 
+@pytest.mark.parametrize("fault", ["drain-node", "stop-node"])
+def test_node_faults_need_swarm_and_are_not_in_all(fault):
+    assert "needs RUNTIME=swarm" in usage_error(FAULT=fault, RUNTIME="docker")
+    assert load_ok(FAULT=fault, RUNTIME="swarm").faults == (fault,)
+    assert fault not in load_ok(FAULT="all").faults
+
+
+def test_swarm_knobs_check_their_values():
+    assert "REGISTRY must" in usage_error(REGISTRY="http://x")
+    assert "PLACE_STORE must name a swarm node" in usage_error(PLACE_STORE="node 1")
+    assert load_ok(SWARM="cluster", REGISTRY="reg.example:5000/team/").registry == (
+        "reg.example:5000/team"
+    )
+
+
 @pytest.mark.parametrize("raw", ["auto", "local", "docker", "swarm"])
 def test_known_runtime(raw):
     assert load_ok(RUNTIME=raw).runtime == raw
