@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import requests
@@ -135,13 +136,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def listeners(port: int) -> set[int]:
+    """The processes listening on a TCP port (those this user may see)."""
+    found = set()
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            found.add(conn.pid or 0)
+    return found
+
+
 def wait_http(
     url: str, proc: ManagedProcess, timeout: float = 20.0, ok: range = range(200, 201)
 ) -> None:
-    """Poll url until its status is in `ok`; fail fast if the process dies meanwhile, and
-    name the log with its last lines either way."""
+    """Poll url until its status is in `ok` and the answer came from `proc` (its process
+    tree listens on the port: not another program, or another run, that holds it); fail
+    fast if the process dies meanwhile, and name the log with its last lines either way."""
     deadline = time.monotonic() + timeout
     last = "no answer"
+    port = urlsplit(url).port
     while time.monotonic() < deadline:
         if not proc.alive():
             raise StartupError(
@@ -151,8 +163,12 @@ def wait_http(
         try:
             r = requests.get(url, timeout=1.0, allow_redirects=False)
             if r.status_code in ok:
-                return
-            last = f"HTTP {r.status_code}"
+                holders = listeners(port) if port else set()
+                if not holders or holders & {p.pid for p in proc.tree()}:
+                    return
+                last = f"port {port} is held by process(es) {sorted(holders)}, not {proc.name}"
+            else:
+                last = f"HTTP {r.status_code}"
         except requests.RequestException as exc:
             last = type(exc).__name__
         time.sleep(0.1)

@@ -1,6 +1,7 @@
-"""Least privilege on the local runtime (hscale/privileges.py): run as root, Redis and the
-replicas drop to nobody where nobody can read what they run, and stay root, saying why,
-where a directory on the way is closed. Real processes, real Redis."""
+"""Least privilege on the local runtime (hscale/privileges.py), and readiness that trusts
+only its own process. Run as root, Redis and the replicas drop to nobody where nobody can
+read what they run, and stay root, saying why, where a directory on the way is closed.
+Real processes, real Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pwd
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +21,14 @@ import pytest
 from hscale_testkit import free_port_block
 
 from hscale import privileges, settings
-from hscale.procs import ManagedProcess, child_env
+from hscale.procs import ManagedProcess, StartupError, child_env, wait_http
 from hscale.runtimes.local_stores import RedisStore, StoreRun
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
+@ROOT_ONLY
 def test_blocked_names_the_first_closed_directory(tmp_path: Path) -> None:
     outer = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
@@ -42,6 +46,7 @@ def test_blocked_names_the_first_closed_directory(tmp_path: Path) -> None:
         subprocess.run(["rm", "-rf", str(outer)], check=True)
 
 
+@ROOT_ONLY
 def test_a_command_dropped_to_nobody_runs_as_nobody() -> None:
     argv, who = privileges.as_unprivileged(["/usr/bin/id", "-u"], ["/usr/bin/id"])
     assert who == "nobody"
@@ -80,6 +85,7 @@ def _ping(store: RedisStore) -> bytes:
         return s.recv(100)
 
 
+@ROOT_ONLY
 def test_redis_runs_as_nobody_and_owns_its_0600_config(run_tmp: Path) -> None:
     store = _redis(run_tmp)
     try:
@@ -96,6 +102,7 @@ def test_redis_runs_as_nobody_and_owns_its_0600_config(run_tmp: Path) -> None:
         store.stop()
 
 
+@ROOT_ONLY
 def test_a_closed_directory_keeps_redis_root_and_says_why(run_tmp: Path) -> None:
     run_tmp.parent.chmod(0o700)
     store = _redis(run_tmp)
@@ -109,3 +116,33 @@ def test_a_closed_directory_keeps_redis_root_and_says_why(run_tmp: Path) -> None
         assert _ping(store) == b"+OK\r\n+PONG\r\n"
     finally:
         store.stop()
+
+
+def test_readiness_refuses_an_answer_from_a_process_that_is_not_ours(tmp_path: Path) -> None:
+    """Another program already answers on the port: wait_http must not take its 200 for
+    the replica's (two runs, or a stray server, on the same port)."""
+    port = free_port_block()
+    stray = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ours = ManagedProcess("replica-1", ["sleep", "30"], tmp_path / "r.log", dict(os.environ))
+    try:
+        deadline = time.monotonic() + 10
+        while port not in {c.laddr.port for c in psutil.net_connections("tcp") if c.laddr}:
+            assert time.monotonic() < deadline, "the stray server did not start"
+            time.sleep(0.05)
+        with pytest.raises(StartupError, match=f"port {port} is held by process"):
+            wait_http(f"http://127.0.0.1:{port}/", ours, timeout=1.5)
+        wait_http(f"http://127.0.0.1:{port}/", _as_managed(stray, tmp_path), timeout=5)
+    finally:
+        ours.stop()
+        stray.kill()
+        stray.wait()
+
+
+def _as_managed(popen: subprocess.Popen, tmp_path: Path) -> ManagedProcess:
+    """The stray server seen as the process that should answer: then it is accepted."""
+    managed = ManagedProcess.__new__(ManagedProcess)
+    managed.name, managed.log, managed.popen = "stray", tmp_path / "stray.log", popen
+    return managed
