@@ -15,6 +15,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from hscale.procs import dies_with_us
+
 USER = "nobody"
 
 
@@ -51,7 +53,9 @@ def as_unprivileged(
         if closed:
             return argv, f"root ({closed} is closed to other users, so {USER} could not run it)"
     ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    return [setpriv, *ids, "--", *argv], USER
+    # A change of user clears the parent-death signal: set it again after it.
+    again = dies_with_us()[1:-1]
+    return [setpriv, *ids, *again, "--", *argv], USER
 
 
 def give(path: Path) -> None:

@@ -5,9 +5,11 @@ environment, and stopped as a whole process group."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +25,17 @@ class StartupError(RuntimeError):
     """A component did not come up; the message says which and where its log is."""
 
 
+def dies_with_us() -> list[str]:
+    """A prefix that makes a child die when hscale does, SIGKILL included (the kernel's
+    parent-death signal, set by util-linux's setpriv), where the OS allows: Linux with
+    setpriv, and a child started by the main thread (the signal follows the thread that
+    started the child: a fault's thread, gone in a moment, would take its child along)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "KILL", "--"]
+
+
 class ManagedProcess:
     def __init__(
         self, name: str, argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None
@@ -31,7 +44,7 @@ class ManagedProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._logfh = open(log, "ab")  # noqa: SIM115  (closed in stop())
         self.popen = subprocess.Popen(
-            argv,
+            [*dies_with_us(), *argv],
             stdout=self._logfh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
