@@ -64,7 +64,7 @@ def test_file_has_no_version_key_and_only_nginx_publishes_a_port():
     published = {name for name, svc in doc["services"].items() if "ports" in svc}
     assert published == {"nginx"}
     (port,) = doc["services"]["nginx"]["ports"]
-    assert port.startswith("127.0.0.1:"), port
+    assert port == "${PUBLISH_ADDRESS:-127.0.0.1}:${PORT:?}:8080", port  # loopback unless asked
 
 
 def test_resolved_config_publishes_only_nginx_on_loopback(runtime):
