@@ -203,7 +203,9 @@ def test_rate_below_capacity_is_sustained(server, tmp_path: Path, workers: int, 
     # every request is a paced send (json: one request per iteration), merged exactly
     assert ol["intended_sends"] == tally["requests"]
     assert decode(tally["histogram"]).get_total_count() == tally["requests"]
-    assert ol["late_sends"] <= 0.02 * ol["intended_sends"]
+    # A pacer that did not keep up would be late on most sends; a 2-core host busy with
+    # the server and two forked workers makes a few late by over 10 ms (4% seen in CI).
+    assert ol["late_sends"] <= 0.08 * ol["intended_sends"]
 
 
 def test_stall_shows_in_open_loop_not_in_closed_loop(server, tmp_path: Path) -> None:
