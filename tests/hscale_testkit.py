@@ -126,6 +126,17 @@ def run_hscale(
     )
 
 
+def usage_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """What every usage error looks like: exit 2, exactly one line on stderr, starting
+    `hscale: error: `, nothing on stdout. Returns that line."""
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, f"exit {done.returncode}; stderr:\n{done.stderr}"
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{done.stderr}"
+    assert lines[0].startswith("hscale: error: "), lines[0]
+    assert done.stdout == "", done.stdout
+    return lines[0]
+
+
 def run_dirs(results: Path) -> list[Path]:
     """Run directories in a results dir (everything but the `latest` link and dotfiles)."""
     if not results.exists():

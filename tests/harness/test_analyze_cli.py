@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hscale_testkit import run_hscale
+from hscale_testkit import run_hscale, usage_error_line
 
 from hscale.analysis.analyze import analyze, measurements_from_csv, measurements_from_summary
 from hscale.analysis.verdict import verdict
@@ -41,11 +41,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def assert_usage_error(done: subprocess.CompletedProcess[str], needle: str) -> None:
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, done.stderr
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("hscale: error: ") and needle in lines[0], lines[0]
-    assert done.stdout == ""
+    line = usage_error_line(done)
+    assert needle in line, line
 
 
 def test_json_on_the_cisco_dataset() -> None:

@@ -13,7 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hscale_testkit import ROOT, Ports, hscale_cmd, hscale_env, run_dirs, run_hscale
+from hscale_testkit import (
+    ROOT,
+    Ports,
+    hscale_cmd,
+    hscale_env,
+    run_dirs,
+    run_hscale,
+    usage_error_line,
+)
 
 from hscale import cli, settings
 
@@ -31,15 +39,11 @@ def bench(where: dict[str, Path], *extra: str, replicas: int = 4) -> list[str]:
 
 
 def assert_usage_error(done: subprocess.CompletedProcess[str], where: dict[str, Path]) -> str:
-    """Exit 2, exactly one line on stderr, nothing on stdout, no run directory. The line."""
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, f"exit {done.returncode}; stderr:\n{done.stderr}"
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{done.stderr}"
-    assert lines[0].startswith("hscale: error: "), lines[0]
-    assert done.stdout == "", done.stdout
+    """A usage error (usage_error_line) that left no run directory. The line."""
+    line = usage_error_line(done)
     assert run_dirs(where["results"]) == [], "a run directory was created"
     assert not (where["results"] / "latest").exists()
-    return lines[0]
+    return line
 
 
 BAD_BENCH = {

@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from hscale_testkit import ROOT, hscale_env, run_hscale
+from hscale_testkit import ROOT, hscale_env, run_hscale, usage_error_line
 
 from hscale import __version__, cli, export_k8s, settings, target
 from hscale.runtimes.docker import DockerRuntime
@@ -324,16 +324,6 @@ def test_writes_a_new_directory_with_a_readme_each_time(tmp_path):
         assert f"hscale-app:{__version__}" in readme and "hscale-postgres" not in readme
 
 
-def assert_usage_error(done: subprocess.CompletedProcess[str]) -> str:
-    """Exit 2, one line on stderr, nothing on stdout: that line."""
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, f"exit {done.returncode}; stderr:\n{done.stderr}"
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("hscale: error: "), lines[0]
-    assert done.stdout == ""
-    return lines[0]
-
-
 def in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> subprocess.CompletedProcess:
     """cli.main as the console script runs it, without a second of start-up per case."""
     try:
@@ -364,12 +354,12 @@ BAD = {
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, extra, mentions):
     out = tmp_path / "out"
     done = in_process(["export", "k8s", *extra, "--out", str(out)], capsys)
-    assert mentions in assert_usage_error(done)
+    assert mentions in usage_error_line(done)
     assert not out.exists()
 
 
 def test_an_unknown_format_is_a_usage_error(tmp_path):
-    assert "helm" in assert_usage_error(run_hscale(["export", "helm"]))
+    assert "helm" in usage_error_line(run_hscale(["export", "helm"]))
 
 
 @pytest.mark.parametrize("content", [None, "kept"])
@@ -378,7 +368,7 @@ def test_existing_output_is_never_written_over(tmp_path, content):
     out.mkdir()
     if content:
         (out / export_k8s.STACK_FILE).write_text(content)
-    line = assert_usage_error(run_hscale(["export", "k8s", "--out", str(out)]))
+    line = usage_error_line(run_hscale(["export", "k8s", "--out", str(out)]))
     assert str(out) in line and "never written over" in line
     if content:
         assert (out / export_k8s.STACK_FILE).read_text() == content
