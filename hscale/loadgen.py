@@ -90,7 +90,7 @@ def locustfiles(plan: LocustPlan, loadtests: str, own_file: str | None = None) -
     own = own_file or plan.own_file
     if own:
         return f"{own},{loadtests}/{LISTENER}"
-    return f"{loadtests}/scenario_{plan.scenario}.py"
+    return f"{loadtests}/{paths.scenario_file(plan.scenario)}"
 
 
 LISTENER = "hscale_listener.py"

@@ -24,13 +24,22 @@ RESULTS_DIR = ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 GUNICORN_CONF = APP_DIR / "gunicorn.conf.py"
 
 
+SCENARIO_PREFIX = "scenario_"  # loadtests/scenario_<name>.py is scenario <name>
+
+
 def scenarios() -> list[str]:
     """Scenario names, one per `loadtests/scenario_<name>.py` file."""
-    return sorted(p.stem.removeprefix("scenario_") for p in LOADTESTS_DIR.glob("scenario_*.py"))
+    files = LOADTESTS_DIR.glob(f"{SCENARIO_PREFIX}*.py")
+    return sorted(p.stem.removeprefix(SCENARIO_PREFIX) for p in files)
+
+
+def scenario_file(scenario: str) -> str:
+    """The file name of a scenario, wherever the loadtests directory is mounted."""
+    return f"{SCENARIO_PREFIX}{scenario}.py"
 
 
 def locustfile(scenario: str) -> Path:
-    return LOADTESTS_DIR / f"scenario_{scenario}.py"
+    return LOADTESTS_DIR / scenario_file(scenario)
 
 
 def render_nginx(values: dict[str, str]) -> str:
