@@ -88,9 +88,19 @@ export-k8s: setup
 knobs: setup
 	@$(BIN)/hscale knobs
 
-.PHONY: test ## the whole test suite (unit, app against real stores, end-to-end sweeps, docker)
+# The unit tests (app, harness) run on every core; the whole-stack tests (sweeps, docker,
+# swarm, the cluster) one at a time after them, since their bounds need the host's CPU.
+UNIT_TESTS  = tests/app tests/harness
+STACK_TESTS = tests/cluster tests/docker tests/e2e tests/swarm
+
+.PHONY: test ## the whole test suite: unit tests on every core, then the whole-stack tests one at a time (PYTEST_ARGS: one plain pytest run)
 test: setup
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/python -m pytest -n auto $(UNIT_TESTS)
+	$(BIN)/python -m pytest $(STACK_TESTS)
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 .PHONY: lint ## ruff check, format check and mypy (hscale/, analysis/)
 lint: setup

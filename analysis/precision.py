@@ -141,9 +141,9 @@ def trials_needed(cv: float, df: int, target: float, confidence: float = CONFIDE
     return max(2, math.ceil((_t(max(df, 1), confidence) * cv / target) ** 2))
 
 
-# hscale's E(4) over wrk's on one stack (scripts/loadgen_bias.py, docs/measurement.md,
-# 2026-11-30): the remaining load-generator bias, stated wherever E(N) is.
-LOADGEN_BIAS_E4 = "1.10 [1.03, 1.17]"
+# hscale's E(4) over wrk's on one stack, on two VMs of the same kind (scripts/loadgen_bias.py,
+# docs/measurement.md, 2026-11-30): the load-generator bias, stated wherever E(N) is.
+LOADGEN_BIAS_E4 = "1.10 [1.03, 1.17] on one and 0.88 [0.81, 0.95] on another"
 
 
 def describe(summary: Mapping) -> list[str]:
@@ -185,7 +185,7 @@ def describe(summary: Mapping) -> list[str]:
         out.append(
             f"load generator: {c0['cpu_cores']:.2f} cores at N = {n0}, {c1['cpu_cores']:.2f} "
             f"at N = {n1} ({c1.get('demand_ms') or 0:.3f} ms per request), not taken out "
-            "of E(N); against wrk on the 2-vCPU VM hscale is developed on, E(4) of /json "
+            "of E(N); against wrk on the 2-vCPU VMs hscale is developed on, E(4) of /json "
             f"read {LOADGEN_BIAS_E4} of wrk's (docs/measurement.md; "
             "scripts/loadgen_bias.py measures it on this host)"
         )

@@ -52,6 +52,7 @@ class Trial(TypedDict):
     nodes: NotRequired[dict[str, str]]
     per_node_cpu: NotRequired[dict[str, float]]
     throttling: NotRequired[dict[str, Any] | None]
+    ballast_topup_cores: NotRequired[float | None]
     valid: bool
     notes: NotRequired[list[str]]
     warnings: NotRequired[list[str]]

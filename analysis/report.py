@@ -35,7 +35,7 @@ REPRO_KNOBS = (
     "app", "app_module", "image", "app_container_port", "app_init", "health_path", "locustfile",
     "runtime", "scenario", "store", "sweep", "trials", "ci_target", "max_trials", "load", "rate",
     "duration", "warmup", "users", "users_per_replica", "loadgen_workers", "replica_cpus",
-    "replica_memory", "workers", "worker_class", "threads", "ballast",
+    "replica_memory", "workers", "worker_class", "threads", "ballast", "balance_host",
 )  # fmt: skip
 MISSING = "–"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from hscale import cgroups, loadgen, paths, procs, smoke, sysinfo
 from hscale.analysis import aggregate, consistency, precision
 from hscale.analysis.advice import advice
+from hscale.balance import others_cores, top_up_cores
 from hscale.ballast import Ballast
 from hscale.cgroups import CpuGroup
 from hscale.probe import Probe, speed
@@ -180,6 +181,8 @@ class Sweep:
             self.clock = time.monotonic()
         if self.s.ballast:
             self.ballast.resize(max(self.s.sweep) - n)
+            if self.s.balance_host:
+                self.ballast.top_up(top_up_cores(self.others(), n, max(self.s.sweep)))
         self.progress(f"{label}: verifying endpoints through nginx", base + 2)
         target = self.runtime.target
         verify(
@@ -191,6 +194,16 @@ class Sweep:
             smoke.check_routes(self.load, n, self.rd.path / "points" / "smoke")
             self.smoked = True
 
+    def others(self) -> list[tuple[int, float]]:
+        """(N, host CPU beside the replicas and loops) of the warm-up and every trial."""
+        warm = self.summary["warmup_trial"] or {}
+        rows = [(warm["replicas"], warm["others_cores"])] if warm.get("others_cores") else []
+        for t in self.trials:
+            cores = others_cores(t)
+            if cores is not None:
+                rows.append((t["replicas"], cores))
+        return rows
+
     def warm_up(self, n: int, base: float) -> None:
         """The first trial of a cold stack and host runs slow: load it once, discard it."""
         s, summary = self.s, self.summary
@@ -199,17 +212,22 @@ class Sweep:
         self.progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
         out = self.rd.path / "points" / "warmup"
         t0 = time.monotonic()
-        run, _, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None)
+        run, plan, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None)
         self.warm_s = time.monotonic() - t0
         seconds = run.tally["duration_s"]
         ok = run.tally["requests"] - run.tally["failures"]
+        stage = Stage(s, self.runtime, self.limits, self.rd.path)
+        others = others_cores(make_trial(stage, n, 0, -1, plan, run, out, hs))
         summary["warmup_trial"] = {
             "replicas": n,
             "seconds": round(seconds, 2),
             "throughput_rps": round(ok / seconds, 2) if seconds > 0 else None,
             "host_speed": hs,
+            "others_cores": None if others is None else round(others, 3),
             "raw": str(out.relative_to(self.rd.path)),
         }
+        if s.ballast and s.balance_host:  # the first measured trial is sized from it
+            self.ballast.top_up(top_up_cores(self.others(), n, max(s.sweep)))
 
     def measure(self, n: int, k: int, label: str, base: float) -> tuple[dict, str | None]:
         """Trial k at N: its record, and the histogram; (record, None) when it must run
@@ -239,6 +257,9 @@ class Sweep:
             )
         after = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
         trial = make_trial(stage, n, k, len(self.trials), plan, run, out, host_speed)
+        trial["ballast_topup_cores"] = (
+            self.ballast.topup_cores if s.ballast and s.balance_host else None
+        )
         trial["consistency"] = (
             consistency.judge(run.tally.get("consistency"), before, after) if checked else None
         )

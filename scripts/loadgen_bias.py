@@ -28,6 +28,7 @@ import psutil
 from scipy import stats
 
 from hscale import loadgen, runtimes, settings
+from hscale.balance import top_up_cores
 from hscale.ballast import Ballast
 from hscale.results import new_run_id
 
@@ -40,6 +41,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument(
+        "--like-locust",
+        action="store_true",
+        help="add a third arm: wrk sending Locust's request headers, beside a busy loop under "
+        "a quota equal to the CPU Locust used in the same round (host busyness and headers)",
+    )
+    p.add_argument(
+        "--balance",
+        action="store_true",
+        help="as the sweep's BALANCE_HOST: N = the largest first, then at N = 1 each generator "
+        "gets a top-up loop of what the rest of the host used more at the largest N with it",
+    )
     return p.parse_args()
 
 
@@ -51,10 +64,17 @@ def replica_cpu(rt) -> float:
     )
 
 
-def run_wrk(url: str, connections: int, seconds: float) -> tuple[float, float]:
+# What Locust's FastHttpUser sends beside Host (geventhttpclient and locust/contrib/fasthttp)
+LOCUST_HEADERS = ("User-Agent: python/gevent-http-client-2", "Accept-Encoding: gzip, deflate, br")
+
+
+def run_wrk(
+    url: str, connections: int, seconds: float, headers: tuple[str, ...] = ()
+) -> tuple[float, float]:
     """(requests/s, CPU-seconds wrk used)."""
+    extra = [arg for h in headers for arg in ("-H", h)]
     wrk = subprocess.Popen(
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", *extra, url],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -77,25 +97,79 @@ def run_wrk(url: str, connections: int, seconds: float) -> tuple[float, float]:
 Row = tuple[float, float, float]  # req/s, load generator cores, replica CPU ms/request
 
 
-def locust_window(rt, a: argparse.Namespace, s, users: int, out: Path, run_id: str) -> Row:
+def host_busy_s() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+class Others:
+    """Host CPU beside the replicas and the ballast, per generator and N (balance.py's)."""
+
+    def __init__(self, rt, ballast: Ballast) -> None:
+        self.rt, self.ballast, self.seen = rt, ballast, {}
+
+    def window(self, arm: str, n: int, fn):
+        if arm == "locust":  # read over its measurement window, not Locust's start
+            cut: list[float] = []
+            row = fn(cut)
+            self.seen.setdefault(arm, []).append((n, cut[0]))
+            return row
+        b0, l0, r0, t0 = (
+            host_busy_s(),
+            self.ballast.cpu_seconds(),
+            replica_cpu(self.rt),
+            time.monotonic(),
+        )
+        row = fn()
+        secs = time.monotonic() - t0
+        busy = (host_busy_s() - b0) - (self.ballast.cpu_seconds() - l0)
+        cores = max(0.0, (busy - (replica_cpu(self.rt) - r0)) / secs)
+        self.seen.setdefault(arm, []).append((n, cores))
+        return row
+
+    def top_up(self, arm: str, n: int, largest: int) -> float:
+        return top_up_cores(self.seen.get(arm, []), n, largest)
+
+
+def locust_window(
+    rt, a: argparse.Namespace, s, users: int, out: Path, run_id: str, ballast=None, seen=None
+) -> Row:
+    """Locust's run; with `seen`, appends the rest of the host's cores over the window."""
     plan = loadgen.LocustPlan(a.scenario, rt.endpoint, users, a.warmup + a.seconds)
-    rep: list[float] = []
+    marks: list[tuple[float, float, float]] = []
 
     def counters() -> dict:
-        rep.append(replica_cpu(rt))
+        lb = ballast.cpu_seconds() if ballast else 0.0
+        marks.append((replica_cpu(rt), host_busy_s(), lb))
         return {}
 
     run = loadgen.run_point(plan, a.warmup, out, run_id, counters, launcher=rt.loadgen_launcher())
     secs = run.tally["duration_s"]
     x = (run.tally["requests"] - run.tally["failures"]) / secs
     lg = run.counters_end["loadgen"].cpu_s - run.counters_start["loadgen"].cpu_s
-    return x, lg / secs, (rep[-1] - rep[0]) / (x * secs) * 1000
+    (r0, b0, l0), (r1, b1, l1) = marks[0], marks[-1]
+    if seen is not None:
+        seen.append(max(0.0, ((b1 - b0) - (l1 - l0) - (r1 - r0)) / secs))
+    return x, lg / secs, (r1 - r0) / (x * secs) * 1000
 
 
 def wrk_window(rt, a: argparse.Namespace, users: int) -> Row:
     c0 = replica_cpu(rt)
     x, cpu = run_wrk(f"{rt.endpoint}/json", users, a.seconds)
     return x, cpu / a.seconds, (replica_cpu(rt) - c0) / (x * a.seconds) * 1000
+
+
+def like_locust_window(rt, a: argparse.Namespace, users: int, cores: float, run_id: str) -> Row:
+    """wrk with Locust's headers, and a busy loop using what Locust's process used."""
+    burner = Ballast(f"{run_id}-burn", max(0.05, cores), Path(tempfile.mkdtemp()))
+    burner.resize(1)
+    try:
+        c0 = replica_cpu(rt)
+        x, cpu = run_wrk(f"{rt.endpoint}/json", users, a.seconds, LOCUST_HEADERS)
+        rep = replica_cpu(rt) - c0
+    finally:
+        burner.stop()
+    return x, cpu / a.seconds, rep / (x * a.seconds) * 1000
 
 
 def log_ratio_ci(pairs: list[tuple[Row, Row]]) -> tuple[float, float, float]:
@@ -117,9 +191,12 @@ def main() -> None:
     rt.preflight()
     ballast = Ballast(run_id, s.replica_cpus, work, s.cpu_period_us)
     found: dict[int, list[tuple[Row, Row]]] = {}
+    like: dict[int, list[tuple[Row, Row]]] = {}  # (wrk like Locust, Locust) pairs
     try:
-        for n in (1, a.replicas):
-            if n == 1:
+        others = Others(rt, ballast)
+        order = (a.replicas, 1) if a.balance else (1, a.replicas)
+        for i, n in enumerate(order):
+            if i == 0:
                 rt.start(n)
             else:
                 rt.resize(n)
@@ -129,19 +206,44 @@ def main() -> None:
             pairs = found.setdefault(n, [])
             for r in range(a.rounds):
                 out = work / f"n{n}-r{r}"
+
+                def wrk_arm(n: int = n, users: int = users) -> Row:
+                    if a.balance:
+                        ballast.top_up(others.top_up("wrk", n, a.replicas))
+                    return others.window("wrk", n, lambda: wrk_window(rt, a, users))
+
+                def locust_arm(n: int = n, users: int = users, out: Path = out) -> Row:
+                    if a.balance:
+                        ballast.top_up(others.top_up("locust", n, a.replicas))
+                    return others.window(
+                        "locust",
+                        n,
+                        lambda cut: locust_window(rt, a, s, users, out, run_id, ballast, cut),
+                    )
+
                 if r % 2 == 0:
-                    wr = wrk_window(rt, a, users)
-                    lc = locust_window(rt, a, s, users, out, run_id)
+                    wr = wrk_arm()
+                    lc = locust_arm()
                 else:
-                    lc = locust_window(rt, a, s, users, out, run_id)
-                    wr = wrk_window(rt, a, users)
+                    lc = locust_arm()
+                    wr = wrk_arm()
+                ballast.top_up(0)
                 pairs.append((wr, lc))
-                print(f"N={n} round {r + 1}: wrk {wr[0]:.0f} req/s, locust {lc[0]:.0f} req/s")
+                line = f"N={n} round {r + 1}: wrk {wr[0]:.0f} req/s, locust {lc[0]:.0f} req/s"
+                if a.like_locust:
+                    ll = like_locust_window(rt, a, users, lc[1], run_id)
+                    like.setdefault(n, []).append((ll, lc))
+                    line += f", wrk like locust {ll[0]:.0f} req/s"
+                print(line, flush=True)
     finally:
         ballast.stop()
         rt.stop()
         shutil.rmtree(work, ignore_errors=True)
-    for n, pairs in found.items():
+    for arm, seen in others.seen.items():
+        by_n = {n: mean(c for m, c in seen if m == n) for n in {m for m, _ in seen}}
+        listed = ", ".join(f"N={n} {c:.2f}" for n, c in sorted(by_n.items()))
+        print(f"{arm}: rest of the host {listed} cores")
+    for n, pairs in sorted(found.items()):
         for name, rows in (("wrk", [w for w, _ in pairs]), ("locust", [c for _, c in pairs])):
             print(
                 f"N={n} {name:6s}: {mean(r[0] for r in rows):7.0f} req/s, load generator "
@@ -150,8 +252,16 @@ def main() -> None:
             )
         ratio, lo, hi = log_ratio_ci(pairs)
         print(f"N={n} hscale / wrk = {ratio:.3f} [{lo:.3f}, {hi:.3f}] over {len(pairs)} rounds")
+        if n in like:
+            rows = [w for w, _ in like[n]]
+            print(
+                f"N={n} wrk like locust: {mean(r[0] for r in rows):7.0f} req/s, replica CPU "
+                f"{mean(r[2] for r in rows):.3f} ms/request"
+            )
+            ratio, lo, hi = log_ratio_ci(like[n])
+            print(f"N={n} hscale / wrk like locust = {ratio:.3f} [{lo:.3f}, {hi:.3f}]")
     if len(found) == 2:
-        (n1, p1), (n2, p2) = found.items()
+        (n1, p1), (n2, p2) = sorted(found.items())
         d1 = [math.log(c[0] / w[0]) for w, c in p1]
         d2 = [math.log(c[0] / w[0]) for w, c in p2]
         t = stats.ttest_ind(d2, d1, equal_var=True)

@@ -392,3 +392,26 @@ def test_time_budget_stops_added_trials_and_the_warmup_trial_is_discarded(space)
     assert all(t["trial"] >= 1 for t in s["trials"])
     assert "not reached (time budget)" in run.stdout
     assert time.monotonic() - started < 120
+
+
+def test_balance_host_tops_the_ballast_up_below_the_largest_n(space):
+    """BALANCE_HOST=1: the warm-up trial measures the rest of the host, the N = 1 trials
+    run beside a top-up loop sized from it, the largest N beside none; nothing is left."""
+    run = bench(
+        space["results"],
+        space["tmpdir"],
+        *("--sweep", "1 2", "--trials", "1", "--duration", "2", "--warmup", "1"),
+        *("--warmup-trial", "2", "--balance-host", "1"),
+        replicas=2,
+    )
+    try:
+        assert run.returncode == 0, run.why()
+        s = run.summary
+        assert s["warmup_trial"]["others_cores"] > 0  # Locust and nginx at least
+        topup = {t["replicas"]: t["ballast_topup_cores"] for t in s["trials"]}
+        assert topup[2] == 0.0 and 0.02 <= topup[1] <= 2.0, topup
+        assert run.manifest["config"]["balance_host"] is True
+        assert wait_no_marked_processes(run.run_id, grace=1.0) == []
+        assert cgroup_dirs(run.run_id) == []
+    finally:
+        clean_up_run(run.run_id)

@@ -66,3 +66,30 @@ def test_ballast_loops_run_under_their_quota_and_stop(tmp_path: Path) -> None:
     finally:
         ballast.stop()
     assert ballast.loops == [] and not any(psutil.pid_exists(p) for p in pids)
+
+
+@pytest.mark.skipif(cgroups.detect()[0] == "none", reason="the ballast needs a cgroup CPU quota")
+def test_the_top_up_loop_follows_its_quota_and_stops(tmp_path: Path) -> None:
+    ballast = Ballast("topup-test", 0.1, tmp_path)
+    try:
+        ballast.top_up(0.3)
+        assert ballast.topup is not None and ballast.topup_cores == 0.3
+        pid = ballast.topup[0].pid
+        start, t0 = ballast.cpu_seconds(), time.monotonic()
+        time.sleep(2.0)
+        used = (ballast.cpu_seconds() - start) / (time.monotonic() - t0)
+        assert 0.15 < used < 0.45, used  # one loop held to 0.3 of a core
+        ballast.top_up(0.1)  # the same process, its quota rewritten
+        assert ballast.topup[0].pid == pid
+        start, t0 = ballast.cpu_seconds(), time.monotonic()
+        time.sleep(2.0)
+        used = (ballast.cpu_seconds() - start) / (time.monotonic() - t0)
+        assert 0.03 < used < 0.16, used
+        before = ballast.cpu_seconds()
+        ballast.top_up(0.01)  # below MIN_TOPUP: no loop, and the counter does not fall
+        assert ballast.topup is None and ballast.topup_cores == 0.0
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert ballast.cpu_seconds() >= before
+    finally:
+        ballast.stop()
+    assert ballast.topup is None
