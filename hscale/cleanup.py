@@ -41,9 +41,18 @@ def cleanup(only: str | None = None) -> list[str]:
     return removed
 
 
+PROJECT_CHARS = 40  # swarm names `<stack>_<service>` at most 63 characters
+
+
 def project_of(run_id: str) -> str:
-    """The compose project (and swarm stack) name of a run, as the docker runtime makes it."""
-    return "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
+    """The compose project (and swarm stack) name of a run: "hscale" and the run id's
+    letters and digits, its middle cut so that the stack's service names stay within
+    swarm's 63 characters (the time in front and the random suffix at the end are kept,
+    so it stays unique)."""
+    name = "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
+    if len(name) <= PROJECT_CHARS:
+        return name
+    return name[: PROJECT_CHARS - 6] + name[-6:]
 
 
 def _processes(gone) -> list[str]:

@@ -20,6 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hscale.cleanup import project_of
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_MARKER = "HSCALE_RUN_ID"  # what hscale.procs puts in every child's environment
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -249,8 +251,8 @@ def compose_project_resources(project: str, remove: bool = False) -> list[str]:
 
 
 def compose_project_name(run_id: str) -> str:
-    """The compose project hscale's docker runtime uses for a run (letters and digits)."""
-    return "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
+    """The compose project hscale's docker runtime uses for a run."""
+    return project_of(run_id)
 
 
 def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):

@@ -26,6 +26,7 @@ from docker.errors import DockerException
 
 from hscale import __version__, cgroups, loadgen, stores
 from hscale.cgroups import CpuCounters
+from hscale.cleanup import project_of
 from hscale.errors import UsageError
 from hscale.procs import StartupError, cpu_seconds, port_in_use
 from hscale.runtimes import images
@@ -49,7 +50,7 @@ SAMPLE_S = 0.5
 INIT_STORE = ("python", "-m", "refapp.init_store", "--wait", "30")
 REFERENCE_READY_S = 90  # the reference app's replicas: healthy and routed within this
 # Where a containerised Locust finds your Locust file's directory (read-only).
-OWN_LOCUST_DIR = "/hscale/locust"
+OWN_LOCUST_DIR = images.OWN_LOCUST_DIR
 LOG_TAIL = 3  # lines of a failing container's log in a one-line error
 GUNICORN_PREFIX = re.compile(r"^\[[^\]]+\] \[\d+\] \[[A-Z]+\] ")
 
@@ -80,7 +81,7 @@ class DockerRuntime(Runtime):
     def __init__(self, settings: Settings, run_id: str, workdir: Path) -> None:
         self.s, self.run_id, self.workdir = settings, run_id, Path(workdir)
         # Letters and digits only: compose v1 strips anything else from project names.
-        self.project = "hscale" + "".join(c for c in run_id if c.isalnum()).lower()
+        self.project = project_of(run_id)
         self.password = secrets.token_hex(16)  # per run; never written to disk
         self.postgres_password = secrets.token_hex(16)  # likewise
         self.store_entry = stores.STORES[settings.store]
@@ -213,12 +214,7 @@ class DockerRuntime(Runtime):
         path = Path(own_file).resolve()
         if self._staged is None:
             self._staged = Path(tempfile.mkdtemp(prefix="hscale-locust-"))
-            for src in images.project_files(path.parent):
-                dest = self._staged / src.relative_to(path.parent)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest)
-            for d in [self._staged, *self._staged.rglob("*")]:
-                d.chmod(0o755 if d.is_dir() else 0o644)
+            images.readable_copy(path.parent, self._staged)
             mount = {"type": "bind", "source": str(self._staged), "target": OWN_LOCUST_DIR,
                      "read_only": True}  # fmt: skip
             inside = f"{OWN_LOCUST_DIR}/{path.name}"

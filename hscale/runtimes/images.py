@@ -337,6 +337,41 @@ def project_files(project: Path) -> Iterator[Path]:
             yield path
 
 
+def readable_copy(src: Path, dest: Path) -> None:
+    """src's project files (project_files) under dest, readable by any user: an image's
+    non-root user must read them whatever their modes on this disk."""
+    for path in project_files(src):
+        out = dest / path.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    for d in [dest, *dest.rglob("*")]:
+        d.chmod(0o755 if d.is_dir() else 0o644)
+
+
+# Where your Locust file's directory is inside the load generator's containers.
+OWN_LOCUST_DIR = "/hscale/locust"
+OWN_LOCUST_DOCKERFILE = f"ARG BASE\nFROM ${{BASE}}\nCOPY files/ {OWN_LOCUST_DIR}/\n"
+
+
+def locust_image(own_file: Path, base: str, log: Callable[[str], None]) -> str:
+    """The load generator's image (`base`) with your Locust file's directory in
+    OWN_LOCUST_DIR, for Locust workers on other nodes, which share no disk with this host;
+    built once per content of that directory and base image."""
+    context = Path(tempfile.mkdtemp(prefix="hscale-locust-image-"))
+    try:
+        readable_copy(own_file.parent, context / "files")
+        (context / "Dockerfile").write_text(OWN_LOCUST_DOCKERFILE)
+        tag = context_tag("hscale-locust-own", context, image_id(base) or base)
+        if not image_exists(tag):
+            log(f"images: building {tag}: {own_file.name}'s directory on {base}")
+            argv = ["docker", "build", "-t", tag, "--build-arg", f"BASE={base}", str(context)]
+            logfile = project_env.cache_dir() / "logs" / "build-locust-own.log"
+            _docker_build(argv, logfile, log, f"the load generator's image with {own_file.name}")
+        return tag
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+
+
 def project_tag(target: Target, env: dict[str, str]) -> str:
     """hscale-app-<name>:<requirements fingerprint>-<hash of everything else that goes into
     the image>: a changed file, Dockerfile, base or pip path builds a new image."""

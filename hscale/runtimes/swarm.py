@@ -45,6 +45,7 @@ class SwarmRuntime(DockerRuntime):
         self.nodes: dict[str, docker.DockerClient] = {}  # every node's engine, by name
         self.placement: dict[str, str] = {}  # nginx, store, loadgen: node
         self.image_refs: dict[str, str] = {}  # image variable: its reference in a registry
+        self.own_locust_image: str | None = None  # LOCUSTFILE for workers on a node (start)
         self._struck_nodes: dict[str, str] = {}  # node: the fault that struck it, until heal()
 
     def _service_label(self, service: str) -> str:
@@ -165,23 +166,26 @@ class SwarmRuntime(DockerRuntime):
         where the figures land. The master tells its workers the host and the HSCALE_*
         options in each spawn message; they connect to it on this host's address on the
         nodes' network. Workers quit with the master, so each point starts them afresh."""
-        if plan.own_file:
-            raise UsageError("LOCUSTFILE with Locust workers on a swarm node is not built yet")
         workers = max(1, plan.workers)
         bind = self._address_toward_nodes()
         port = free_port(bind)
         service = f"{self.project}_locust-worker"
         self._docker("service", "rm", service, check=False)
-        files = loadgen.locustfiles(plan, "/loadtests")
+        image, own, env = self.env()["LOADGEN_IMAGE"], None, []
+        if plan.own_file:  # your Locust file travels in an image of its own (start)
+            image = self.image_refs.get("OWN_LOCUST_IMAGE") or self.own_locust_image or image
+            own = f"{images.OWN_LOCUST_DIR}/{Path(plan.own_file).name}"
+            env = ["--env", f"{loadgen.OWN_FILE_ENV}=1"]
+        files = loadgen.locustfiles(plan, "/loadtests", own_file=own)
         self._docker(
-            "service", "create", "--detach", "--name", service,
+            "service", "create", "--detach", "--name", service, *env,
             "--label", f"{STACK_LABEL}={self.project}",
             "--container-label", f"{STACK_LABEL}={self.project}",
             "--constraint", f"node.labels.{NODE_KEY} == {self.placement['loadgen']}",
             "--network", f"{self.project}_frontend", "--replicas", str(workers),
             "--restart-condition", "none", "--read-only", "--mount", "type=tmpfs,target=/tmp",
             "--limit-cpu", "1", "--limit-memory", "512m",  # as docker-compose.yml's workers
-            self.env()["LOADGEN_IMAGE"], "-f", files, "--worker",
+            image, "-f", files, "--worker",
             "--master-host", bind, "--master-port", str(port),
         )  # fmt: skip
         self._stop_sampler.set()
@@ -232,6 +236,9 @@ class SwarmRuntime(DockerRuntime):
         text = place(text, NODE_KEY, pinned, avoid=self.placement.get("loadgen"))
         path = self.workdir / "stack.yml"  # variables unfilled: no password in it
         path.write_text(text)
+        own = self.target.locustfile
+        if self._containerised_load() and own != paths.locustfile(self.s.scenario):
+            self.own_locust_image = images.locust_image(own, self.env()["LOADGEN_IMAGE"], self.log)
         if self.cluster is not None or self.s.registry:
             self._push_images()
         self._docker("stack", "deploy", "--compose-file", str(path), self.project)
@@ -255,6 +262,8 @@ class SwarmRuntime(DockerRuntime):
         names = {var: env[var] for var in sorted(used) if env.get(var)}
         if self.app_image:
             names["APP_IMAGE"] = self.app_image
+        if self.own_locust_image:
+            names["OWN_LOCUST_IMAGE"] = self.own_locust_image
         wanted = sorted(set(names.values()))
         if self.cluster is not None:
             refs = testcluster.push_images(wanted, self.cluster, self.log)

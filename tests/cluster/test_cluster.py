@@ -163,12 +163,14 @@ def test_a_pushed_image_runs_on_the_worker(cluster: hc.Cluster):
 
 
 def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluster, tmp_path):
-    """RUNTIME=swarm on the cluster: images pushed to its registry and pulled by the
-    nodes, the replicas spread over node-1 and node-2, Locust's worker on node-3, each
-    component's CPU read on its node, and nothing of the stack left on any node."""
+    """RUNTIME=swarm on the cluster with an example app and its own Locust file: images
+    (the app's, and Locust's with that file) pushed to its registry and pulled by the
+    nodes, the replicas spread over node-1 and node-2, Locust's worker on node-3 running
+    the file, each component's CPU read on its node, and nothing of the stack left."""
+    app = ROOT / "examples" / "stateless-redis"
     done, run, summary = short_sweep(
         tmp_path, "--runtime", "swarm", "--swarm", "cluster", "--sweep", "2",
-        "--port", str(free_port_block(1)), timeout=900,
+        "--app", str(app), "--store", "redis", "--port", str(free_port_block(1)), timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete", summary.get("error")
@@ -186,7 +188,11 @@ def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluste
     runtime = manifest["runtime"]
     assert runtime["published_on"] == [f"{cluster.manager.address}:{manifest['config']['port']}"]
     assert runtime["cluster"]["registry"] == cluster.registry
-    assert runtime["cluster"]["images"]["APP_IMAGE"].startswith(f"{cluster.registry}/hscale-app:")
+    pushed = runtime["cluster"]["images"]
+    assert pushed["APP_IMAGE"].startswith(f"{cluster.registry}/hscale-app-stateless-redis:")
+    assert pushed["OWN_LOCUST_IMAGE"].startswith(f"{cluster.registry}/hscale-locust-own:")
+    assert summary["target"]["locustfile"] == str(app / "locustfile.py")
+    assert two["failures"] == 0 and two["requests"] > 50  # the file's routes, run on node-3
     assert runtime["placement"]["loadgen"] == "node.labels.hscale.node == node-3"
     label = {"label": f"com.docker.stack.namespace={runtime['stack']}"}
     for node in cluster.nodes:

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 
 import docker
-from hscale_testkit import NEEDS_DOCKER, free_port_block, run_dirs, run_hscale
+from hscale_testkit import (
+    NEEDS_DOCKER,
+    compose_project_name,
+    free_port_block,
+    run_dirs,
+    run_hscale,
+)
 
 pytestmark = NEEDS_DOCKER
 
@@ -27,7 +33,7 @@ def test_faults_on_docker(tmp_path: Path) -> None:
     assert restart["lost_writes"]["lost"] > 0
     for f in doc["faults"]:  # healed: both replicas served each trial
         assert len(f["trial"]["per_replica_requests"]) == 2
-    project = "hscale" + "".join(c for c in run.name if c.isalnum()).lower()
+    project = compose_project_name(run.name)
     client = docker.from_env()
     left = client.containers.list(
         all=True, filters={"label": f"com.docker.compose.project={project}"}
