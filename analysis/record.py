@@ -123,6 +123,7 @@ class Summary(TypedDict):
     analysis_error: NotRequired[str | None]
     precision: NotRequired[dict[str, Any] | None]
     precision_status: NotRequired[dict[str, Any] | None]
+    cpu_split: NotRequired[dict[str, Any] | None]
     consistency: NotRequired[dict[str, Any] | None]
 
 

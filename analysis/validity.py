@@ -36,6 +36,7 @@ def validity_notes(
     oversubscribed: str | None,
     host_busy_cores: float | None = None,
     host_cpus: int | None = None,
+    host_part: str = "host CPU",
     drift: Mapping | None = None,
     littles_law: Mapping | None = None,
 ) -> list[str]:
@@ -76,8 +77,8 @@ def validity_notes(
         host_busy_cores is not None and host_cpus and host_busy_cores >= HOST_SATURATED * host_cpus
     ):
         notes.append(
-            f"host CPU saturated: {host_busy_cores:.2f} of {host_cpus} cores busy, so components "
-            "could not all get their CPU (is something else running?)"
+            f"{host_part} saturated: {host_busy_cores:.2f} of {host_cpus} cores busy, so "
+            "components could not all get their CPU (is something else running?)"
         )
     if drift and drift.get("flagged"):
         notes.append(

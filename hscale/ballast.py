@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hscale import cgroups
+from hscale import cgroups, cpusplit
 from hscale.cgroups import CpuGroup
 from hscale.procs import ManagedProcess, child_env
 
@@ -34,6 +34,7 @@ class Ballast:
         self, run_id: str, cpus: float, logdir: Path, period_us: int = cgroups.PERIOD_US
     ) -> None:
         self.run_id, self.cpus, self.logdir, self.period_us = run_id, cpus, logdir, period_us
+        self.cpuset: tuple[int, ...] | None = None  # CPU_SPLIT: the replicas' CPUs
         self.mode, self.reason = cgroups.detect()
         self.loops: list[tuple[ManagedProcess, CpuGroup]] = []
         self.topup: tuple[ManagedProcess, CpuGroup] | None = None
@@ -53,7 +54,7 @@ class Ballast:
         while self.usable and len(self.loops) < count:
             name = f"ballast-{len(self.loops) + 1}"
             group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", self.cpus, self.period_us)
-            argv = group.wrap([sys.executable, "-c", SPIN])
+            argv = group.wrap(cpusplit.taskset(self.cpuset, [sys.executable, "-c", SPIN]))
             proc = ManagedProcess(name, argv, self.logdir / f"{name}.log", child_env(self.run_id))
             self.loops.append((proc, group))
 
@@ -72,7 +73,7 @@ class Ballast:
         elif cores:
             name = "ballast-topup"
             group = CpuGroup(self.mode, f"hscale-{self.run_id}/{name}", cores, self.period_us)
-            argv = group.wrap([sys.executable, "-c", SPIN])
+            argv = group.wrap(cpusplit.taskset(self.cpuset, [sys.executable, "-c", SPIN]))
             proc = ManagedProcess(name, argv, self.logdir / f"{name}.log", child_env(self.run_id))
             self.topup = (proc, group)
         self.topup_cores = round(cores, 3)

@@ -20,7 +20,7 @@ import struct
 import sys
 from pathlib import Path
 
-from hscale import cgroups
+from hscale import cgroups, cpusplit
 from hscale.cgroups import CpuGroup
 from hscale.procs import ManagedProcess, child_env
 
@@ -54,6 +54,7 @@ class Probe:
         self.run_id, self.logdir = run_id, logdir
         self.count_file = logdir / "probe.count"
         self.proc: ManagedProcess | None = None
+        self.cpuset: tuple[int, ...] | None = None  # CPU_SPLIT: beside the replicas
         self.group: CpuGroup | None = None
 
     @property
@@ -67,7 +68,8 @@ class Probe:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.count_file.write_bytes(bytes(8))
         self.group = CpuGroup(self.mode, f"hscale-{self.run_id}/probe", PROBE_CPUS)
-        argv = self.group.wrap([sys.executable, "-c", WORKLOAD, str(self.count_file)])
+        workload = [sys.executable, "-c", WORKLOAD, str(self.count_file)]
+        argv = self.group.wrap(cpusplit.taskset(self.cpuset, workload))
         self.proc = ManagedProcess("probe", argv, self.logdir / "probe.log", child_env(self.run_id))
 
     def reading(self) -> tuple[int, float] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from hscale import paths, runtimes, stores
+from hscale import cpusplit, paths, runtimes, stores
 from hscale.errors import UsageError
 
 LOAD_MODELS = ("closed", "rate")
@@ -444,6 +444,13 @@ KNOBS: tuple[Knob, ...] = (
         "the load generator's bias here, see docs/measurement.md)",
     ),
     Knob(
+        "CPU_SPLIT",
+        "0",
+        _choice("CPU_SPLIT", lambda: ("auto", "0", "1")),
+        "1: the replicas, ballast and speed probe on CPUs of their own, the load generator, "
+        "nginx and the store on the others (auto: when the budgets leave a CPU over)",
+    ),
+    Knob(
         "CPU_PERIOD_US",
         "100000",
         _int("CPU_PERIOD_US", 1000, 1_000_000),
@@ -531,6 +538,7 @@ class Settings:
     threads: int
     ballast: bool
     balance_host: bool
+    cpu_split: str
     cpu_period_us: int
     port: int
     publish_address: str
@@ -622,6 +630,12 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
             f"REPLICA_CPUS={replica_cpus:g} x CPU_PERIOD_US={parsed['CPU_PERIOD_US']} is a "
             "quota below the kernel's 1000 us minimum; raise either"
         )
+    if parsed["CPU_SPLIT"] == "1":
+        if parsed["RUNTIME"] == "swarm":
+            raise UsageError("CPU_SPLIT=1 applies to one host: RUNTIME=docker or local")
+        split, why = cpusplit.plan(cpusplit.available(), max(sweep) * replica_cpus)
+        if split is None:
+            raise UsageError(f"CPU_SPLIT=1: {why}")
     if parsed["MAX_TRIALS"] < parsed["TRIALS"]:
         raise UsageError(f"MAX_TRIALS={parsed['MAX_TRIALS']} is below TRIALS={parsed['TRIALS']}")
     return Settings(
@@ -657,6 +671,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         threads=parsed["THREADS"],
         ballast=parsed["BALLAST"] == "1",
         balance_host=parsed["BALANCE_HOST"] == "1",
+        cpu_split=parsed["CPU_SPLIT"],
         cpu_period_us=parsed["CPU_PERIOD_US"],
         port=parsed["PORT"],
         publish_address=parsed["PUBLISH_ADDRESS"],
@@ -698,6 +713,7 @@ def bench_command(s: Settings) -> str:
         ("STORE", s.store),
         ("RUNTIME", s.runtime),
         ("CPU_PERIOD_US", str(s.cpu_period_us)),
+        ("CPU_SPLIT", s.cpu_split),
     ):
         if value is not None and value != defaults[name]:
             parts.append(f"{name}={shlex.quote(value)}")

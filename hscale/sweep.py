@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hscale import cgroups, loadgen, paths, procs, smoke, sysinfo
+from hscale import cgroups, cpusplit, loadgen, paths, procs, smoke, sysinfo
 from hscale.analysis import aggregate, consistency, precision
 from hscale.analysis.advice import advice
 from hscale.balance import others_cores, top_up_cores
@@ -130,6 +130,8 @@ class Sweep:
         logs = rd.path / "runtime" / "logs"
         self.ballast = Ballast(rd.run_id, s.replica_cpus, logs, s.cpu_period_us)
         self.probe = Probe(rd.run_id, logs)
+        self.split, self.split_reason = split_of(s, runtime)
+        self.own_cpus = cpusplit.available()  # the harness's, given back at teardown
         self.loadgen_group: CpuGroup | None = None
         self.mf: dict = {}
         self.per_trial = s.warmup + s.duration + OVERHEAD_S
@@ -148,6 +150,7 @@ class Sweep:
     def begin(self) -> None:
         """Provenance first, then warnings about what this host cannot do."""
         s, rd = self.s, self.rd
+        self.split_cpus()
         self.write_manifest()
         self.summary["server"] = self.mf["runtime"].get("gunicorn")
         self.summary["cpu_limits"] = self.mf["runtime"]["cpu_limits"]
@@ -167,6 +170,36 @@ class Sweep:
                 "oversubscribed"
             )
         self.probe.start()
+
+    def split_cpus(self) -> None:
+        """CPU_SPLIT: the replicas' CPUs for the runtime, ballast and probe; the harness
+        (and all it starts from now on: Locust, nginx, the store) moves to the others."""
+        split = self.split
+        self.summary["cpu_split"] = split.as_dict() if split else None
+        if split is None:
+            if self.split_reason:
+                self.log(f"[note] CPU_SPLIT: not split: {self.split_reason}")
+            return
+        self.runtime.replica_cpuset = self.ballast.cpuset = self.probe.cpuset = split.replicas
+        cpusplit.pin_self(split.others)
+        self.log(
+            f"cpu split: replicas, ballast and probe on CPU {cpusplit.cpu_list(split.replicas)}, "
+            f"the rest on CPU {cpusplit.cpu_list(split.others)}"
+        )
+
+    def observe_split(self) -> None:
+        """CPU_SPLIT, read back after a trial (every loop has long exec'd by then): the
+        proof that the split holds for every part."""
+        if not self.split:
+            return
+        seen = self.summary["cpu_split"].setdefault("observed", {})
+        loops = [p for proc, _ in self.ballast.loops for p in proc.tree()]
+        seen.update(
+            self.runtime.cpusets()
+            | {"harness": cpusplit.cpu_list(cpusplit.available())}
+            | ({"probe": cpusplit.tree_cpus(self.probe.proc.tree())} if self.probe.proc else {})
+            | ({"ballast": cpusplit.tree_cpus(loops)} if loops else {})
+        )
 
     def place(self, n: int, label: str, base: float) -> None:
         """N replicas up, answering through nginx, with the ballast beside them."""
@@ -244,6 +277,7 @@ class Sweep:
             self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
 
         run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick)
+        self.observe_split()
         lost = runtime.casualties()
         stage = Stage(s, runtime, self.limits, self.rd.path)
         if lost:  # kept, not valid, and the sweep stops: the stack is not what was asked
@@ -321,6 +355,7 @@ class Sweep:
             ("speed probe", self.probe.stop),
             ("load generator's cgroup", self._remove_loadgen_group),
             (f"{self.runtime.name} runtime", self.runtime.stop),
+            ("CPU split", lambda: cpusplit.pin_self(self.own_cpus)),
         ]
         failed = []
         for what, step in steps:  # each step on its own: one failure must not skip the rest
@@ -443,6 +478,15 @@ def scenario_name(target: Target, s: Settings) -> str:
     if target.locustfile == paths.locustfile(s.scenario):
         return s.scenario
     return target.locustfile.name
+
+
+def split_of(s: Settings, runtime: Runtime) -> tuple[cpusplit.Split | None, str]:
+    """The CPU split this run uses, or None and why (empty: not asked for)."""
+    if s.cpu_split == "0":
+        return None, ""
+    if runtime.name == "swarm":
+        return None, "the swarm runtime places replicas on nodes, not CPUs"
+    return cpusplit.plan(cpusplit.available(), max(s.sweep) * s.replica_cpus)
 
 
 def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:

@@ -92,6 +92,11 @@ def make_trial(
     cpu = components.cpu_usage(run.counters_start, run.counters_end, seconds, budgets, kinds)
     host, ballast = cpu.pop("host", None), cpu.pop("ballast", None)
     busy = host["cpu_cores"] - (ballast["cpu_cores"] if ballast else 0.0) if host else None
+    busy_cpus, part = s.host_cpus, "host CPU"
+    split = runtime.replica_cpuset
+    if split and busy is not None:  # the replicas' CPUs are full by design: judge the rest
+        busy -= sum(c["cpu_cores"] or 0.0 for c in cpu.values() if c["kind"] == "replica")
+        busy_cpus, part = s.host_cpus - len(split), "the CPUs beside the replicas"
     requests, failures = tally["requests"], tally["failures"]
     throughput = (requests - failures) / seconds if seconds > 0 else 0.0
     lat = latency.percentiles_ms(tally["histogram"])
@@ -121,7 +126,8 @@ def make_trial(
         loadgen_cpu=cpu.get("loadgen", {}).get("util_of_budget"),
         oversubscribed=over,
         host_busy_cores=busy,
-        host_cpus=s.host_cpus,
+        host_cpus=busy_cpus,
+        host_part=part,
         drift=drift,
         littles_law=little,
     )

@@ -27,10 +27,12 @@ from statistics import mean, stdev
 import psutil
 from scipy import stats
 
-from hscale import loadgen, runtimes, settings
+from hscale import cpusplit, loadgen, runtimes, settings
 from hscale.balance import top_up_cores
 from hscale.ballast import Ballast
+from hscale.probe import Probe, speed
 from hscale.results import new_run_id
+from hscale.sweep import split_of
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,6 +54,12 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="as the sweep's BALANCE_HOST: N = the largest first, then at N = 1 each generator "
         "gets a top-up loop of what the rest of the host used more at the largest N with it",
+    )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="as the sweep's CPU_SPLIT=1: replicas and ballast on CPUs of their own, wrk, "
+        "Locust, nginx and the store on the others",
     )
     return p.parse_args()
 
@@ -94,7 +102,8 @@ def run_wrk(
     return float(m.group(1)), cpu
 
 
-Row = tuple[float, float, float]  # req/s, load generator cores, replica CPU ms/request
+# req/s, load generator cores, replica CPU ms/request, the speed probe's work per CPU-ms
+Row = tuple[float, float, float, float]
 
 
 def host_busy_s() -> float:
@@ -132,15 +141,18 @@ class Others:
 
 
 def locust_window(
-    rt, a: argparse.Namespace, s, users: int, out: Path, run_id: str, ballast=None, seen=None
-) -> Row:
+    rt, a: argparse.Namespace, s, users: int, out: Path, run_id: str, probe: Probe,
+    ballast=None, seen=None,
+) -> Row:  # fmt: skip
     """Locust's run; with `seen`, appends the rest of the host's cores over the window."""
     plan = loadgen.LocustPlan(a.scenario, rt.endpoint, users, a.warmup + a.seconds)
     marks: list[tuple[float, float, float]] = []
+    readings = []
 
     def counters() -> dict:
         lb = ballast.cpu_seconds() if ballast else 0.0
         marks.append((replica_cpu(rt), host_busy_s(), lb))
+        readings.append(probe.reading())
         return {}
 
     run = loadgen.run_point(plan, a.warmup, out, run_id, counters, launcher=rt.loadgen_launcher())
@@ -150,13 +162,18 @@ def locust_window(
     (r0, b0, l0), (r1, b1, l1) = marks[0], marks[-1]
     if seen is not None:
         seen.append(max(0.0, ((b1 - b0) - (l1 - l0) - (r1 - r0)) / secs))
-    return x, lg / secs, (r1 - r0) / (x * secs) * 1000
+    return x, lg / secs, (r1 - r0) / (x * secs) * 1000, probe_speed(readings[0], readings[-1])
 
 
-def wrk_window(rt, a: argparse.Namespace, users: int) -> Row:
-    c0 = replica_cpu(rt)
+def probe_speed(r0, r1) -> float:
+    return (speed(r0, r1) or math.nan) if r0 and r1 else math.nan
+
+
+def wrk_window(rt, a: argparse.Namespace, users: int, probe: Probe) -> Row:
+    c0, p0 = replica_cpu(rt), probe.reading()
     x, cpu = run_wrk(f"{rt.endpoint}/json", users, a.seconds)
-    return x, cpu / a.seconds, (replica_cpu(rt) - c0) / (x * a.seconds) * 1000
+    rep = (replica_cpu(rt) - c0) / (x * a.seconds) * 1000
+    return x, cpu / a.seconds, rep, probe_speed(p0, probe.reading())
 
 
 def like_locust_window(rt, a: argparse.Namespace, users: int, cores: float, run_id: str) -> Row:
@@ -169,7 +186,7 @@ def like_locust_window(rt, a: argparse.Namespace, users: int, cores: float, run_
         rep = replica_cpu(rt) - c0
     finally:
         burner.stop()
-    return x, cpu / a.seconds, rep / (x * a.seconds) * 1000
+    return x, cpu / a.seconds, rep / (x * a.seconds) * 1000, math.nan
 
 
 def log_ratio_ci(pairs: list[tuple[Row, Row]]) -> tuple[float, float, float]:
@@ -180,16 +197,44 @@ def log_ratio_ci(pairs: list[tuple[Row, Row]]) -> tuple[float, float, float]:
     return math.exp(m), math.exp(m - half), math.exp(m + half)
 
 
+def speed_adjusted(found: dict[int, list[tuple[Row, Row]]]) -> tuple[float, dict]:
+    """The probe as a control variate on each pair: log(locust / wrk) regressed on the log
+    ratio of the probe's speeds in the two windows, one slope over every N (intercepts by
+    N); returns the slope and, per N, the pairs' log ratios with the slope taken out."""
+    dev = [
+        (d - mean(dd for dd, _ in rows), e - mean(ee for _, ee in rows))
+        for rows in (
+            [(math.log(lc[0] / wr[0]), math.log(lc[3] / wr[3])) for wr, lc in pairs]
+            for pairs in found.values()
+        )
+        for d, e in rows
+    ]
+    sxx = sum(e * e for _, e in dev)
+    beta = sum(d * e for d, e in dev) / sxx if sxx > 0 else 0.0
+    return beta, {
+        n: [math.log(lc[0] / wr[0]) - beta * math.log(lc[3] / wr[3]) for wr, lc in pairs]
+        for n, pairs in found.items()
+    }
+
+
 def main() -> None:
     a = parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    s = settings.load({"SWEEP": f"1,{a.replicas}", "SCENARIO": a.scenario, "RUNTIME": a.runtime})
+    knobs = {"SWEEP": f"1,{a.replicas}", "SCENARIO": a.scenario, "RUNTIME": a.runtime}
+    s = settings.load(knobs | ({"CPU_SPLIT": "1"} if a.split else {}))
     run_id = new_run_id("bias")
     work = Path(tempfile.mkdtemp(prefix="hscale-bias-"))
     rt = runtimes.create(s, run_id, work / "runtime")
     rt.preflight()
     ballast = Ballast(run_id, s.replica_cpus, work, s.cpu_period_us)
+    probe = Probe(run_id, work)
+    if a.split:  # what the sweep's split_cpus() does
+        split, _ = split_of(s, rt)
+        assert split is not None
+        rt.replica_cpuset = ballast.cpuset = probe.cpuset = split.replicas
+        cpusplit.pin_self(split.others)
+    probe.start()
     found: dict[int, list[tuple[Row, Row]]] = {}
     like: dict[int, list[tuple[Row, Row]]] = {}  # (wrk like Locust, Locust) pairs
     try:
@@ -210,7 +255,7 @@ def main() -> None:
                 def wrk_arm(n: int = n, users: int = users) -> Row:
                     if a.balance:
                         ballast.top_up(others.top_up("wrk", n, a.replicas))
-                    return others.window("wrk", n, lambda: wrk_window(rt, a, users))
+                    return others.window("wrk", n, lambda: wrk_window(rt, a, users, probe))
 
                 def locust_arm(n: int = n, users: int = users, out: Path = out) -> Row:
                     if a.balance:
@@ -218,7 +263,9 @@ def main() -> None:
                     return others.window(
                         "locust",
                         n,
-                        lambda cut: locust_window(rt, a, s, users, out, run_id, ballast, cut),
+                        lambda cut: locust_window(
+                            rt, a, s, users, out, run_id, probe, ballast, cut
+                        ),
                     )
 
                 if r % 2 == 0:
@@ -237,6 +284,7 @@ def main() -> None:
                 print(line, flush=True)
     finally:
         ballast.stop()
+        probe.stop()
         rt.stop()
         shutil.rmtree(work, ignore_errors=True)
     for arm, seen in others.seen.items():
@@ -260,16 +308,20 @@ def main() -> None:
             )
             ratio, lo, hi = log_ratio_ci(like[n])
             print(f"N={n} hscale / wrk like locust = {ratio:.3f} [{lo:.3f}, {hi:.3f}]")
-    if len(found) == 2:
-        (n1, p1), (n2, p2) = sorted(found.items())
-        d1 = [math.log(c[0] / w[0]) for w, c in p1]
-        d2 = [math.log(c[0] / w[0]) for w, c in p2]
+    if len(found) != 2:
+        return
+    beta, adjusted = speed_adjusted(found)
+    raw = {n: [math.log(c[0] / w[0]) for w, c in pairs] for n, pairs in found.items()}
+    for name, logs in (("raw", raw), (f"probe-adjusted (beta {beta:.2f})", adjusted)):
+        (n1, d1), (n2, d2) = sorted(logs.items())
         t = stats.ttest_ind(d2, d1, equal_var=True)
         half = t.confidence_interval(0.95)
         m = mean(d2) - mean(d1)
+        ends = " ".join(f"N={n} {math.exp(mean(d)):.3f}" for n, d in ((n1, d1), (n2, d2)))
         print(
-            f"bias in E({n2}) from the load generator: {math.exp(m):.3f} "
-            f"[{math.exp(half.low):.3f}, {math.exp(half.high):.3f}] (hscale E over wrk E)"
+            f"bias in E({n2}) from the load generator, {name}: {math.exp(m):.3f} "
+            f"[{math.exp(half.low):.3f}, {math.exp(half.high):.3f}] (hscale E over wrk E; "
+            f"hscale / wrk {ends})"
         )
 
 

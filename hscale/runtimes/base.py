@@ -48,6 +48,8 @@ class Runtime(ABC):
 
     name: str
     s: Settings
+    # CPU_SPLIT: the CPUs the replicas run on (the sweep sets it before start); None: any
+    replica_cpuset: tuple[int, ...] | None = None
 
     @cached_property
     def target(self) -> target.Target:
@@ -77,6 +79,11 @@ class Runtime(ABC):
     def upstreams(self) -> dict[str, str]:
         """Each running replica's address as nginx's $upstream_addr shows it ("ip:port"),
         mapped to its name in replicas(): how a response's X-Upstream names its replica."""
+
+    def cpusets(self) -> dict[str, str]:
+        """{component: the CPUs its processes may run on, as "0,1"}, read back from the
+        kernel or the engine: the proof of CPU_SPLIT. Empty where it cannot be read."""
+        return {}
 
     def node_of(self) -> dict[str, str]:
         """{component: the machine it runs on}, where the stack spans machines (swarm);

@@ -109,6 +109,11 @@ class ComposeError(RuntimeError):
     pass
 
 
+def compose_services() -> list[str]:
+    """The services of docker-compose.yml (your app's file keeps the same names)."""
+    return list(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
+
+
 def write_override(path: Path, services: dict[str, Any]) -> Path:
     """A compose file of `services` patches, merged over the stack's file by compose's own
     rules (mappings by key, volumes by target path)."""

@@ -24,7 +24,7 @@ import psutil
 import requests
 from docker.errors import DockerException
 
-from hscale import __version__, cgroups, loadgen, stores
+from hscale import __version__, cgroups, cpusplit, loadgen, stores
 from hscale.cgroups import CpuCounters
 from hscale.cleanup import project_of
 from hscale.errors import UsageError
@@ -35,6 +35,7 @@ from hscale.runtimes.compose import (
     COMPOSE_FILE,
     Compose,
     command,
+    compose_services,
     write_for_your_app,
     write_override,
 )
@@ -161,9 +162,25 @@ class DockerRuntime(Runtime):
             profiles += (self.store_entry.profile,)
         if not self.target.reference and self._app_file is None:
             self._app_file = write_for_your_app(self.workdir / "compose.yml", self.s.store)
-        overrides = (self._locust_override,) if self._locust_override else ()
+        overrides = tuple(
+            f for f in (self._locust_override, self._split_override()) if f is not None
+        )
         return Compose(
             self.project, self.env(), profiles, overrides, self._app_file or COMPOSE_FILE
+        )
+
+    def _split_override(self) -> Path | None:
+        """CPU_SPLIT: every app container on the replicas' CPUs, every other service
+        (nginx, the store, Locust's containers) on the rest."""
+        if not self.replica_cpuset:
+            return None
+        mine, rest = self.replica_cpuset, cpusplit.rest_of(self.replica_cpuset)
+        return write_override(
+            self.workdir / "compose.cpuset.yml",
+            {
+                name: {"cpuset": cpusplit.cpu_list(mine if name == "app" else rest)}
+                for name in compose_services()
+            },
         )
 
     def loadgen_launcher(self):
@@ -318,6 +335,7 @@ class DockerRuntime(Runtime):
                 problem = self._routing_problem({_hostname(c) for c in apps}) or ""
                 if not problem:
                     self._set_cpu_period(apps)
+                    self._pin_proxy()
                     return
             else:
                 state = "running and healthy" if reference else "running"
@@ -325,6 +343,18 @@ class DockerRuntime(Runtime):
             if time.monotonic() > deadline:
                 raise StartupError(self._not_ready(n, timeout, problem))
             time.sleep(0.5)
+
+    def _pin_proxy(self) -> None:
+        """CPU_SPLIT: the engine's userland proxy of nginx's published port carries every
+        request from a load generator on this host; it goes with the rest."""
+        if not self.replica_cpuset:
+            return
+        rest = cpusplit.rest_of(self.replica_cpuset)
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            argv = " ".join(proc.info["cmdline"] or []) + " "
+            if proc.info["name"] == "docker-proxy" and f"-host-port {self.s.port} " in argv:
+                with contextlib.suppress(psutil.Error):
+                    proc.cpu_affinity(list(rest))
 
     def _not_ready(self, n: int, timeout: float, problem: str) -> str:
         """One line: what was wrong at the deadline, and the last lines of a replica's log."""
@@ -433,6 +463,16 @@ class DockerRuntime(Runtime):
             *([Component("store", "store", None)] if self.store_service else []),
             Component("engine", "overhead", None),
         ]
+
+    def cpusets(self) -> dict[str, str]:
+        services = {"nginx": "nginx", "store": self.store_service}
+        named = {_hostname(c): c for c in self._containers("app")} | {
+            name: found[0]
+            for name, svc in services.items()
+            if svc and (found := self._containers(svc))
+        }
+        # "" is the engine's "any CPU"
+        return {name: c.attrs["HostConfig"].get("CpusetCpus") or "" for name, c in named.items()}
 
     def counters(self) -> dict[str, CpuCounters]:
         named = {_hostname(c): c for c in self._containers("app")}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hscale import cgroups, paths, project_env, stores
+from hscale import cgroups, cpusplit, paths, project_env, stores
 from hscale.cgroups import CpuCounters, CpuGroup
 from hscale.errors import UsageError
 from hscale.privileges import as_unprivileged
@@ -174,6 +174,13 @@ class LocalRuntime(Runtime):
             *([Component("store", "store", None)] if self.store.process else []),
         ]
 
+    def cpusets(self) -> dict[str, str]:
+        procs = {r.name: r.proc for r in self.replica_list} | {
+            "nginx": self.nginx,
+            "store": self.store.process,
+        }
+        return {name: cpusplit.tree_cpus(proc.tree()) for name, proc in procs.items() if proc}
+
     def counters(self) -> dict[str, CpuCounters]:
         out: dict[str, CpuCounters] = {}
         procs = {r.name: r.proc for r in self.replica_list} | {
@@ -249,8 +256,10 @@ class LocalRuntime(Runtime):
         cpus: float | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        cpuset: tuple[int, ...] | None = None,
     ) -> ManagedProcess:
         group = self._group(name, cpus)
+        argv = cpusplit.taskset(cpuset, argv)
         return ManagedProcess(
             name,
             group.wrap(argv) if group else argv,
@@ -306,7 +315,10 @@ class LocalRuntime(Runtime):
         venv = Path(self.python).parent.parent
         needs: list[str | Path] = [self.python, venv, self.target.app_dir, paths.GUNICORN_CONF]
         argv, self.replicas_run_as = as_unprivileged(argv, needs)
-        proc = self._spawn(name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir)
+        proc = self._spawn(
+            name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir,
+            cpuset=self.replica_cpuset,
+        )  # fmt: skip
         replica = Replica(name, port, proc, self.groups.get(name))
         self._starting = replica  # stop() finds it even if it never answers
         url = f"http://127.0.0.1:{port}{self.target.health_path}"

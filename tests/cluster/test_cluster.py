@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 from hscale_testkit import (
     NEEDS_DOCKER,
     ROOT,
@@ -162,21 +163,29 @@ def test_a_pushed_image_runs_on_the_worker(cluster: hc.Cluster):
     assert out.decode().startswith("tini version")
 
 
+# Reaches the store from the one-off container with the replicas' variables, or fails.
+PING_INIT = "python -c \"import os, redis; redis.Redis.from_url(os.environ['REDIS_URL']).ping()\""
+
+
 def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluster, tmp_path):
-    """RUNTIME=swarm on the cluster with an example app and its own Locust file: images
-    (the app's, and Locust's with that file) pushed to its registry and pulled by the
-    nodes, the replicas spread over node-1 and node-2, Locust's worker on node-3 running
-    the file, each component's CPU read on its node, and nothing of the stack left."""
+    """RUNTIME=swarm on the cluster with an example app, its APP_INIT and its own Locust
+    file: images (the app's, and Locust's with that file) pushed to its registry and
+    pulled by the nodes, APP_INIT run beside the stack, the replicas spread over node-1
+    and node-2 and the split proved by X-Upstream mapped to the tasks' containers,
+    Locust's worker on node-3 running the file, each component's CPU read on its node,
+    and nothing of the stack left."""
     app = ROOT / "examples" / "stateless-redis"
     done, run, summary = short_sweep(
         tmp_path, "--runtime", "swarm", "--swarm", "cluster", "--sweep", "2",
-        "--app", str(app), "--store", "redis", "--port", str(free_port_block(1)), timeout=900,
+        "--app", str(app), "--store", "redis", "--port", str(free_port_block(1)),
+        "--app-init", PING_INIT, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert summary["status"] == "complete", summary.get("error")
     (two,) = summary["trials"]
     replicas = sorted(two["per_replica_requests"])
     assert len(replicas) == 2 and all(two["per_replica_requests"][r] > 0 for r in replicas)
+    assert all(len(name) == 12 for name in replicas)  # the tasks' container hostnames
     assert sorted(two["nodes"][r] for r in replicas) == ["node-1", "node-2"]  # spread
     assert two["nodes"]["loadgen"] == "node-3" and two["nodes"]["nginx"] == "node-1"
     assert two["loadgen_workers"] == 1
@@ -192,6 +201,10 @@ def test_a_swarm_sweep_spans_the_nodes_with_locust_on_its_own(cluster: hc.Cluste
     assert pushed["APP_IMAGE"].startswith(f"{cluster.registry}/hscale-app-stateless-redis:")
     assert pushed["OWN_LOCUST_IMAGE"].startswith(f"{cluster.registry}/hscale-locust-own:")
     assert summary["target"]["locustfile"] == str(app / "locustfile.py")
+    assert runtime["target"]["kind"] == "project"
+    assert (run / "runtime" / "logs" / "app-init.log").is_file()  # it ran, and succeeded
+    stack_yml = yaml.safe_load((run / "runtime" / "stack.yml").read_text())
+    assert stack_yml["services"]["app"]["healthcheck"] == {"disable": True}
     assert two["failures"] == 0 and two["requests"] > 50  # the file's routes, run on node-3
     assert runtime["placement"]["loadgen"] == "node.labels.hscale.node == node-3"
     label = {"label": f"com.docker.stack.namespace={runtime['stack']}"}

@@ -7,6 +7,7 @@ and volume of the tests' compose projects is removed afterwards."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import secrets
 import subprocess
@@ -50,6 +51,7 @@ def run(tmp_path_factory) -> Iterator[Run]:
     results = base / "results"
     args = ["bench", "--runtime", "docker", "--sweep", "1 2", "--scenario", "json"]
     args += ["--duration", "4", "--warmup", "2", "--trials", "1", "--port", str(free_port_block())]
+    args += ["--cpu-split", "1"] if len(os.sched_getaffinity(0)) >= 2 else []
     try:
         done = run_hscale([*args, "--results", str(results)], tmpdir=base / "tmp", timeout=300)
         runs = run_dirs(results)
@@ -98,6 +100,19 @@ def test_cpu_of_every_container(run):
             # the container's CPU limit holds
             assert c["cpu_cores"] <= replica_cpus * 1.15, (name, c)
         assert comps["nginx"]["kind"] == "proxy" and comps["store"]["kind"] == "store"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="CPU_SPLIT needs 2 CPUs")
+def test_cpu_split_read_back_from_the_engine(run):
+    """CPU_SPLIT=1: the app containers on the last CPU, nginx and the store on the others,
+    as the engine reports them; the ballast, the probe and the harness (Locust) likewise."""
+    cpus = sorted(os.sched_getaffinity(0))
+    mine, rest = str(cpus[-1]), ",".join(map(str, cpus[:-1]))
+    seen = run.summary["cpu_split"]["observed"]
+    apps = {name for name in seen if HOSTNAME.fullmatch(name)}
+    assert len(apps) == 2, seen  # both replicas, at N = 2
+    assert {seen[a] for a in apps} | {seen["ballast"], seen["probe"]} == {mine}, seen
+    assert {seen["nginx"], seen["store"], seen["harness"]} == {rest}, seen
 
 
 def test_manifest_records_the_registry_less_path(run):

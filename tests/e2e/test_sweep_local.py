@@ -394,16 +394,16 @@ def test_time_budget_stops_added_trials_and_the_warmup_trial_is_discarded(space)
     assert time.monotonic() - started < 120
 
 
+def one_trial_each(space: dict[str, Path], *knobs: str) -> Run:
+    """A short sweep of N = 1, 2, one 2-second trial each, with these knobs."""
+    short = ("--sweep", "1 2", "--trials", "1", "--duration", "2", "--warmup", "1")
+    return bench(space["results"], space["tmpdir"], *short, *knobs, replicas=2)
+
+
 def test_balance_host_tops_the_ballast_up_below_the_largest_n(space):
     """BALANCE_HOST=1: the warm-up trial measures the rest of the host, the N = 1 trials
     run beside a top-up loop sized from it, the largest N beside none; nothing is left."""
-    run = bench(
-        space["results"],
-        space["tmpdir"],
-        *("--sweep", "1 2", "--trials", "1", "--duration", "2", "--warmup", "1"),
-        *("--warmup-trial", "2", "--balance-host", "1"),
-        replicas=2,
-    )
+    run = one_trial_each(space, "--warmup-trial", "2", "--balance-host", "1")
     try:
         assert run.returncode == 0, run.why()
         s = run.summary
@@ -411,6 +411,36 @@ def test_balance_host_tops_the_ballast_up_below_the_largest_n(space):
         topup = {t["replicas"]: t["ballast_topup_cores"] for t in s["trials"]}
         assert topup[2] == 0.0 and 0.02 <= topup[1] <= 2.0, topup
         assert run.manifest["config"]["balance_host"] is True
+        assert wait_no_marked_processes(run.run_id, grace=1.0) == []
+        assert cgroup_dirs(run.run_id) == []
+    finally:
+        clean_up_run(run.run_id)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="CPU_SPLIT needs 2 CPUs")
+def test_cpu_split_gives_the_replicas_cpus_of_their_own(space):
+    """CPU_SPLIT=1, read back from the kernel: the replicas (every process of each tree),
+    the ballast and the speed probe on the last CPU; nginx, the store and the harness,
+    which starts Locust, on the others. Each trial is judged on the CPUs beside the
+    replicas, and nothing is left."""
+    cpus = sorted(os.sched_getaffinity(0))
+    mine, rest = str(cpus[-1]), ",".join(map(str, cpus[:-1]))
+    run = one_trial_each(space, "--cpu-split", "1")
+    try:
+        assert run.returncode == 0, run.why()
+        split = run.summary["cpu_split"]
+        assert (split["replicas"], split["others"]) == ([cpus[-1]], cpus[:-1])
+        seen = split["observed"]
+        assert {k: seen[k] for k in ("replica-1", "replica-2", "ballast", "probe")} == {
+            "replica-1": mine, "replica-2": mine, "ballast": mine, "probe": mine,
+        }  # fmt: skip
+        assert {k: seen[k] for k in ("nginx", "store", "harness")} == dict.fromkeys(
+            ("nginx", "store", "harness"), rest
+        )
+        assert "cpu split: replicas, ballast and probe on CPU" in run.stderr
+        for t in run.summary["trials"]:
+            assert not any(n.startswith("host CPU saturated") for n in t["notes"]), t["notes"]
+        assert run.manifest["config"]["cpu_split"] == "1"
         assert wait_no_marked_processes(run.run_id, grace=1.0) == []
         assert cgroup_dirs(run.run_id) == []
     finally:

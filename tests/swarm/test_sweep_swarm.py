@@ -94,39 +94,6 @@ def test_swarm_sweep(swarm, tmp_path: Path):
     assert client.networks.list(filters=label) == []
 
 
-# Reaches the store from the one-off container with the replicas' variables, or fails.
-PING_INIT = "python -c \"import os, redis; redis.Redis.from_url(os.environ['REDIS_URL']).ping()\""
-
-
-def test_swarm_sweep_of_your_app(swarm, tmp_path: Path):
-    """examples/stateless-redis built into its image, APP_INIT run beside the stack, the
-    split proved by X-Upstream mapped to the tasks' containers."""
-    app = COMPOSE_FILE.parent / "examples" / "stateless-redis"
-    done, run, summary = short_sweep(
-        tmp_path, "--runtime", "swarm", "--swarm", "local", "--sweep", "1 2",
-        "--port", str(free_port_block(1)), "--app", str(app), "--store", "redis",
-        "--app-init", PING_INIT, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert summary["status"] == "complete", summary.get("error")
-    one, two = summary["trials"]
-    assert len(one["per_replica_requests"]) == 1
-    counts = two["per_replica_requests"]
-    assert len(counts) == 2 and all(len(name) == 12 and n > 0 for name, n in counts.items())
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["runtime"]["target"]["kind"] == "project"
-    assert manifest["runtime"]["app_image"].startswith("hscale-app-stateless-redis:")
-    stack_yml = yaml.safe_load((run / "runtime" / "stack.yml").read_text())
-    assert stack_yml["services"]["app"]["healthcheck"] == {"disable": True}
-    assert (
-        docker.from_env().containers.list(
-            all=True,
-            filters={"label": f"com.docker.stack.namespace={manifest['runtime']['stack']}"},
-        )
-        == []
-    )
-
-
 def test_faults_on_swarm(swarm, tmp_path: Path) -> None:
     """A killed task is replaced by swarm itself; a paused one holds its requests; the
     store's container restarts and loses the counter; each measured, the stack healed."""
