@@ -24,7 +24,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 MIN_DF_FOR_BETA = 3  # fewer residual degrees of freedom: no adjustment
@@ -32,6 +31,9 @@ BETA_BOUNDS = (0.0, 2.0)  # a speed index that moves throughput beyond x**2 is n
 
 
 def _t(df: int, confidence: float = CONFIDENCE) -> float:
+    # Imported here: scipy.stats takes 0.7 s, and every command's output loads this module.
+    from scipy import stats
+
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 

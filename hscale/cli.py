@@ -196,7 +196,6 @@ def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
     """Settings, target, runtime (preflighted) and run directory of a bench or faults run:
     every usage error before anything starts."""
     from hscale import target as targets
-    from hscale.sweep import scenario_name
 
     values = knob_values(args)
     if prefix == "faults-":  # room for the fault and the recovery after it
@@ -206,7 +205,7 @@ def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
         raise settings.UsageError(f"restart-store needs a store server; STORE={s.store} has none")
     results_dir(s)
     tgt = targets.resolve(s)  # APP, IMAGE, LOCUSTFILE: usage errors before anything starts
-    what = scenario_name(tgt, s)
+    what = targets.scenario_name(tgt, s)
     root = Path(s.results)
     run_id = new_run_id(prefix + (what if tgt.reference else f"{tgt.name}-{Path(what).stem}"))
     hold_run(s, run_id)  # a second run on these ports or RESULTS refuses here
@@ -249,9 +248,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
-    from hscale.faults import run_faults
-
     s, tgt, what, runtime, rd = prepare(args, "faults-")
+    from hscale.faults import run_faults  # after the checks, as in cmd_bench
+
     n = s.fault_n or max(s.sweep)
     at = s.fault_at if s.fault_at is not None else s.duration / 3
     err_console.print(
@@ -273,10 +272,12 @@ def cmd_faults(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    s, tgt, what, runtime, rd = prepare(args)
+    # After the checks: the report's imports (matplotlib, scipy) take a second, which a
+    # usage error should not wait for.
     from hscale.analysis.report_files import write_report
     from hscale.sweep import OVERHEAD_S, run_sweep
 
-    s, tgt, what, runtime, rd = prepare(args)
     err_console.print(
         f"hscale: sweep N={' '.join(map(str, s.sweep))}, "
         + (f"scenario {what}" if tgt.reference else f"{tgt.kind} {tgt.name} loaded by {what}")
@@ -319,12 +320,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_stores(args: argparse.Namespace) -> int:
-    from hscale.analysis.compare import comparison
-    from hscale.analysis.compare_files import load_runs, write_files
-    from hscale.analysis.compare_render import ratio_table
-    from hscale.analysis.report_files import write_report
-    from hscale.compare_stores import parse_stores, run_compare, sub_runs
-    from hscale.sweep import OVERHEAD_S
+    from hscale.compare_stores import parse_stores
 
     values = knob_values(args)
     if values.get("STORE"):
@@ -332,6 +328,14 @@ def cmd_compare_stores(args: argparse.Namespace) -> int:
     s = settings.load(values)
     results_dir(s)
     stores = parse_stores(args.stores)
+    # After the checks, as in cmd_bench.
+    from hscale.analysis.compare import comparison
+    from hscale.analysis.compare_files import load_runs, write_files
+    from hscale.analysis.compare_render import ratio_table
+    from hscale.analysis.report_files import write_report
+    from hscale.compare_stores import run_compare, sub_runs
+    from hscale.sweep import OVERHEAD_S
+
     err_console.print(
         f"hscale: {s.trials} round(s) of N={' '.join(map(str, s.sweep))} for each of "
         f"{', '.join(stores)}, scenario {s.scenario}, {s.replica_cpus:g} CPU/replica",

@@ -18,7 +18,6 @@ from hscale import stores as store_registry
 from hscale.errors import UsageError
 from hscale.results import RunDir, load_summary, new_run_id, write_json
 from hscale.settings import Settings
-from hscale.sweep import run_sweep
 
 
 def parse_stores(raw: str) -> list[str]:
@@ -46,6 +45,8 @@ def run_compare(
 ) -> tuple[Path, dict[str, dict], str]:
     """Run every round; returns (the compare directory, each store's final summary,
     the overall status). Stops at the first round that does not complete."""
+    from hscale.sweep import run_sweep  # here: the CLI checks STORES without scipy's import
+
     compare_id = new_run_id(f"compare-{s.scenario}")
     cdir = Path(s.results) / compare_id
     per_store = {

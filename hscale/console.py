@@ -11,9 +11,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hscale.analysis import precision
-from hscale.analysis.verdict import verdict_efficiency
-
 # Piped or redirected, rich would assume 80 columns and squeeze the table unreadably.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -49,6 +46,10 @@ def _ci(ci: list[float] | None, fmt: str) -> str:
 
 
 def results_table(summary: dict) -> Table:
+    # Imported here, as in print_summary: the analysis loads scipy (0.7 s), which a usage
+    # error, or any command that prints no table, should not wait for.
+    from hscale.analysis.verdict import verdict_efficiency
+
     load = summary.get("load") or {}
     used = (summary.get("precision") or {}).get("used")
     adjusted = " adjusted to the run's mean host speed" if used else ""
@@ -92,6 +93,8 @@ def results_table(summary: dict) -> Table:
 
 
 def print_summary(summary: dict, run_path: str) -> None:
+    from hscale.analysis import precision
+
     console.print(results_table(summary))
     for p in summary["points"]:
         for note in p["notes"]:

@@ -33,7 +33,7 @@ from hscale.schedule import (
     wanted_trials,
 )
 from hscale.settings import Settings, bench_command
-from hscale.target import Target
+from hscale.target import scenario_name
 from hscale.trial import Stage, host_counters, make_trial, stored_histogram
 from hscale.verify import read_counters, verify
 
@@ -471,13 +471,6 @@ def run_sweep(
             with uninterruptible():
                 sweep.teardown()
     return sweep.summary
-
-
-def scenario_name(target: Target, s: Settings) -> str:
-    """What loaded the app: the scenario, or the name of your Locust file."""
-    if target.locustfile == paths.locustfile(s.scenario):
-        return s.scenario
-    return target.locustfile.name
 
 
 def split_of(s: Settings, runtime: Runtime) -> tuple[cpusplit.Split | None, str]:

@@ -77,6 +77,13 @@ class Target:
         }
 
 
+def scenario_name(target: Target, s: Settings) -> str:
+    """What loaded the app: the scenario, or the name of your Locust file."""
+    if target.locustfile == paths.locustfile(s.scenario):
+        return s.scenario
+    return target.locustfile.name
+
+
 def resolve(s: Settings) -> Target:
     """The target the settings name; raises UsageError before anything starts."""
     if s.app and s.image:

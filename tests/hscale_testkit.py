@@ -281,6 +281,25 @@ def short_sweep(tmp_path: Path, *args: str, timeout: float = 600):
     return done, run, json.loads((run / "summary.json").read_text())
 
 
+def assert_merged_exactly(run: Path, trial: dict, workers: int) -> None:
+    """LOADGEN_WORKERS: the workers' tallies merged exactly into the trial's figures."""
+    from hscale.analysis.latency import decode
+
+    tally = json.loads((run / trial["raw"] / "tally.json").read_text())
+    locust = json.loads((run / trial["raw"] / "locust.json").read_text())
+    assert trial["loadgen_workers"] == workers and tally["workers"] == workers
+    assert trial["requests"] > 0 and trial["failures"] == 0
+    # every response is in the summed replica counts and in the added histogram
+    assert sum(trial["per_replica_requests"].values()) == trial["requests"]
+    assert decode(tally["histogram"]).get_total_count() == trial["requests"]
+    assert trial["latency_ms"]["max"] >= trial["latency_ms"]["p99"]
+    # Locust's own stats may hold up to one worker report of warm-up, never less than ours
+    locust_requests = sum(e["num_requests"] for e in locust)
+    assert trial["requests"] <= locust_requests <= trial["requests"] * 1.6
+    assert trial["components"]["loadgen"]["cpu_cores"] > 0
+    assert trial["components"]["loadgen"]["budget_cpus"] == float(workers)
+
+
 class CliRun:
     """A finished run of the CLI: its directory, summary, manifest and output."""
 

@@ -52,6 +52,7 @@ STORE_PACKAGES = {"memcached": ("bash", "memcached"), "postgres": ("bash", "post
 STORE_IMAGE_VARS = {"memcached": "MEMCACHED_IMAGE", "postgres": "POSTGRES_IMAGE"}
 # Each image's build context holds its own wheelhouse, filled from its requirements.txt.
 WHEELHOUSES = (paths.APP_DIR, paths.LOADTESTS_DIR)
+WHEELHOUSE_STAMP = ".requirements.sha256"  # what the wheels were downloaded for
 # What a failed pull of a base image looks like, from docker and both compose versions.
 PULL_FAILED = re.compile(
     r"pull access denied|no such host|dial tcp|failed to resolve|manifest unknown|"
@@ -171,11 +172,20 @@ def ensure_base(log: Callable[[str], None], store: str | None = None) -> str:
 
 
 def fill_wheelhouse(log: Callable[[str], None]) -> None:
-    """Pinned wheels, downloaded on the host (which reaches PyPI) for the builds."""
+    """Pinned wheels, downloaded on the host (which reaches PyPI) for the builds. A stamp
+    of the requirements they were downloaded for skips pip's resolve (about 3 s, and a
+    network round trip) while the pins are unchanged."""
     for context in WHEELHOUSES:
         wheelhouse = context / "wheelhouse"
-        log(f"offline: downloading pinned wheels into {wheelhouse.relative_to(paths.ROOT)}/")
+        where = f"{wheelhouse.relative_to(paths.ROOT)}/"
+        stamp = wheelhouse / WHEELHOUSE_STAMP
+        pins = hashlib.sha256((context / "requirements.txt").read_bytes()).hexdigest()
+        if stamp.is_file() and stamp.read_text() == pins and any(wheelhouse.glob("*.whl")):
+            log(f"offline: reusing the pinned wheels in {where} (requirements unchanged)")
+            continue
+        log(f"offline: downloading pinned wheels into {where}")
         wheelhouse.mkdir(exist_ok=True)
+        stamp.unlink(missing_ok=True)
         subprocess.run(
             [
                 sys.executable,
@@ -191,6 +201,7 @@ def fill_wheelhouse(log: Callable[[str], None]) -> None:
             ],
             check=True,
         )
+        stamp.write_text(pins)
 
 
 def build(

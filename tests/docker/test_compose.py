@@ -144,4 +144,6 @@ def test_second_build_reuses_the_base(offline_builds):
     _, second = offline_builds[1]
     assert any("reusing" in line and images.base_tag() in line for line in second), second
     assert not any("bootstrapping" in line for line in second), second
+    # the wheels too, while the pins are unchanged (no resolve against PyPI)
+    assert sum("reusing the pinned wheels" in line for line in second) == 2, second
     assert client.images.get(images.base_tag()).tags  # still there, still tagged

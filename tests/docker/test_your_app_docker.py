@@ -18,6 +18,7 @@ import pytest
 import yaml
 from hscale_testkit import (
     NEEDS_DOCKER,
+    assert_merged_exactly,
     clean_up_run,
     compose_project_name,
     compose_project_resources,
@@ -200,7 +201,7 @@ def image_run(tmp_path_factory, project, own_image) -> Iterator[Run]:
     with sweep(
         base, "--image", own_image, "--app-container-port", "8001",
         "--locustfile", str(project / "locustfile.py"), "--store", "redis",
-        "--app-init", APP_INIT, "--loadgen-workers", "1",
+        "--app-init", APP_INIT, "--loadgen-workers", "2",
     ) as run:  # fmt: skip
         yield run
 
@@ -221,6 +222,9 @@ def test_image_sweep_on_its_own_port_with_locust_in_containers(image_run, own_im
     assert worker["command"][1] == "/hscale/locust/locustfile.py,/loadtests/hscale_listener.py"
     assert worker["environment"] == {"HSCALE_OWN_LOCUSTFILE": "1"}
     assert worker["volumes"][0]["read_only"] is True
+    # the two worker containers' tallies merged exactly
+    two = next(t for t in run.summary["trials"] if t["replicas"] == 2)
+    assert_merged_exactly(run.path, two, workers=2)
 
 
 def test_missing_image_is_a_one_line_usage_error(tmp_path, project):
