@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 REPLICAS = 2
 USERS = 8
-WARMUP_S, RUN_S = 1.0, 4.0
+WARMUP_S, RUN_S = 1.0, 2.5
 
 
 class Stack:
