@@ -288,8 +288,11 @@ def analyze(
     points: Sequence[dict] | None = None,
     fit_on: str | None = None,
     fitted: int = 0,
+    bootstrap: bool = True,
 ) -> dict:
     """The Analysis object: model fits, efficiency with CIs, bottlenecks and a verdict.
+    bootstrap=False: a fit on a bound gets no parameter CIs (usl.fit), for a sweep's
+    interim analyses; the choice of model and the verdict do not depend on them.
 
     sigma, kappa, lambda and their CIs, r_squared and peak_* are those of the chosen model
     (0 and null CI for a parameter that model fixes; peak_* null unless it is the USL with
@@ -308,7 +311,7 @@ def analyze(
         )
     ns = [float(n) for n, _, _ in measurements]
     xs = [float(x) for _, _, x in measurements]
-    result = usl.fit(ns, xs, CONFIDENCE)
+    result = usl.fit(ns, xs, CONFIDENCE, bootstrap)
     chosen = result.chosen
     eff, eff_ci, kf = efficiency_by_n(by_n, fitted=fitted)
     bottlenecks, invalid = _from_points(points)

@@ -3,7 +3,9 @@ listener resets Locust's stats at the boundary), headless, raw CSV/JSON kept."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,9 +25,20 @@ class LoadError(RuntimeError):
 @dataclass
 class LoadRun:
     tally: dict
-    exit_code: int
+    exit_code: int | None  # None while a lingering Locust writes its last CSV rows
     counters_start: dict[str, CpuCounters] = field(default_factory=dict)
     counters_end: dict[str, CpuCounters] = field(default_factory=dict)
+    lingering: ManagedProcess | None = None
+
+    def finish(self, timeout: float = 15.0) -> None:
+        """Wait for a lingering Locust to write its files and exit (then stop it)."""
+        proc, self.lingering = self.lingering, None
+        if proc is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout)
+        proc.stop()
+        self.exit_code = proc.popen.returncode
 
 
 @dataclass(frozen=True)
@@ -120,12 +133,15 @@ def run_point(
     tick: Callable[[str], None] = lambda phase: None,
     launcher: Launcher | None = None,
     group: CpuGroup | None = None,
+    linger: bool = False,
 ) -> LoadRun:
     """Run Locust; read the stack's CPU counters when measurement starts and ends.
 
     Without a launcher Locust runs on this host, inside `group` (a CPU quota) when given,
     and its CPU is read from the group or its process tree; a runtime that launches it
-    elsewhere reports "loadgen" in its own counters.
+    elsewhere reports "loadgen" in its own counters. With `linger`, return as soon as the
+    window's tally is written and leave Locust to finish its CSV files (about 1.4 s, in
+    which the caller can judge the trial and place the next): LoadRun.finish() waits.
     """
     out.mkdir(parents=True, exist_ok=True)
     tally_file, phase_file = out / "tally.json", out / "phase.json"
@@ -168,9 +184,13 @@ def run_point(
                 run.counters_end = {"loadgen": own_cpu(), **counters()}
             phase = new or phase
             tick(phase)
+            if linger and phase == "done" and tally_file.exists():
+                run.lingering = proc
+                break
             time.sleep(0.05)
     finally:
-        proc.stop()
+        if run.lingering is None:
+            proc.stop()
     run.exit_code = proc.popen.returncode
     if not tally_file.exists():
         raise LoadError(
@@ -179,6 +199,7 @@ def run_point(
         )
     run.tally = json.loads(tally_file.read_text())
     if run.tally.get("phase") != "measure":
+        run.finish()
         raise LoadError("Locust stopped before the warm-up ended; nothing was measured")
     return run
 

@@ -4,6 +4,7 @@ environment, and stopped as a whole process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,18 +70,13 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group (graceful drain), SIGKILL whatever outlives timeout."""
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            if self.popen.poll() is not None and not _group_alive(self.pid):
-                break
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and (
-                self.popen.poll() is None or _group_alive(self.pid)
-            ):
-                time.sleep(0.05)
+        stop_all([self], timeout)
+
+    def running(self) -> bool:
+        """The process or anything left in its group."""
+        return self.popen.poll() is None or _group_alive(self.pid)
+
+    def close(self) -> None:
         self.popen.poll()
         self._logfh.close()
 
@@ -89,6 +85,25 @@ class ManagedProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def stop_all(
+    procs: Iterable[ManagedProcess], timeout: float = 10.0, first: int = signal.SIGTERM
+) -> None:
+    """Stop process groups side by side: `first` (SIGTERM: drain gracefully) to all, then
+    SIGKILL to whatever outlives timeout."""
+    procs = list(procs)
+    for sig, wait in ((first, timeout), (signal.SIGKILL, 5.0)):
+        live = [p for p in procs if p.running()]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, sig)
+        deadline = time.monotonic() + wait
+        while live and time.monotonic() < deadline:
+            time.sleep(0.05)
+            live = [p for p in live if p.running()]
+    for p in procs:
+        p.close()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -145,6 +145,8 @@ class Sweep:
         self.warm_s = 0.0  # the warm-up trial's wall time, not a measured trial's cost
         self.stopped_by: str | None = None
         self.smoked = False  # your Locust file's routes were tried once (smoke.py)
+        self.draining: loadgen.LoadRun | None = None  # a trial's Locust writing its CSVs
+        self.interim, self.last_cost = False, 0.0  # summary.json's analysis is an interim one
 
     # -- steps ------------------------------------------------------------------------
     def begin(self) -> None:
@@ -245,7 +247,8 @@ class Sweep:
         self.progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
         out = self.rd.path / "points" / "warmup"
         t0 = time.monotonic()
-        run, plan, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None)
+        run, plan, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None, True)
+        self.draining = run
         self.warm_s = time.monotonic() - t0
         seconds = run.tally["duration_s"]
         ok = run.tally["requests"] - run.tally["failures"]
@@ -276,7 +279,8 @@ class Sweep:
             done = min(time.monotonic() - t0, s.warmup + s.duration)
             self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
 
-        run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick)
+        run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick, True)
+        self.draining = run
         self.observe_split()
         lost = runtime.casualties()
         stage = Stage(s, runtime, self.limits, self.rd.path)
@@ -313,7 +317,9 @@ class Sweep:
         self.attempt, self.done_here = 0, self.done_here + 1
         self.trials.append(trial)
         self.histograms[(trial["replicas"], trial["trial"])] = histogram
-        judge(self.summary, self.trials, self.histograms, self.s, self.trial_cost())
+        self.last_cost = self.trial_cost()
+        judge(self.summary, self.trials, self.histograms, self.s, self.last_cost, final=False)
+        self.interim = True  # teardown judges again, in full
         self.summary["precision_status"] = precision_status(
             self.summary["points"], self.s, self.elapsed(), self.stopped_by
         )
@@ -351,6 +357,7 @@ class Sweep:
         summary = self.summary
         self.progress("tearing down", self.done_here * self.per_trial)
         steps: list[tuple[str, Callable[[], object]]] = [
+            ("load generator", self.finish_load),
             ("ballast", self.ballast.stop),
             ("speed probe", self.probe.stop),
             ("load generator's cgroup", self._remove_loadgen_group),
@@ -364,6 +371,11 @@ class Sweep:
             except Exception as exc:  # noqa: BLE001  (recorded in the summary, shown)
                 failed.append(f"stopping the {what}: {type(exc).__name__}: {exc}")
         summary["leftover_processes"] = procs.kill_leftovers(self.rd.run_id)
+        if self.interim:
+            try:
+                judge(summary, self.trials, self.histograms, self.s, self.last_cost)
+            except Exception as exc:  # noqa: BLE001  (the interim analysis stays; shown)
+                failed.append(f"the final analysis: {type(exc).__name__}: {exc}")
         if failed:
             summary["teardown_errors"] = failed
             self.log("[warning] teardown: " + "; ".join(failed))
@@ -402,10 +414,24 @@ class Sweep:
         """Wall seconds per measured trial so far, resizes included, warm-up not."""
         return (self.elapsed() - self.warm_s) / max(1, self.done_here)
 
+    def finish_load(self) -> None:
+        """The last trial's Locust has written its files and exited."""
+        if self.draining is not None:
+            self.draining.finish()
+            self.draining = None
+
     def load(
-        self, n: int, seconds: float, warmup: float, out: Path, tick: Callable[[str], None]
+        self,
+        n: int,
+        seconds: float,
+        warmup: float,
+        out: Path,
+        tick: Callable[[str], None],
+        linger: bool = False,
     ) -> tuple[loadgen.LoadRun, loadgen.LocustPlan, float | None]:
-        """One Locust run at N: its LoadRun, its plan and the host speed over it."""
+        """One Locust run at N: its LoadRun, its plan and the host speed over it. With
+        `linger`, Locust may still be writing its CSV files (finish_load waits)."""
+        self.finish_load()
         s, readings = self.s, []
 
         def counters() -> dict:
@@ -426,7 +452,7 @@ class Sweep:
             )
         run = loadgen.run_point(
             plan, warmup, out, self.rd.run_id, counters, tick,
-            self.runtime.loadgen_launcher(), self.loadgen_group,
+            self.runtime.loadgen_launcher(), self.loadgen_group, linger,
         )  # fmt: skip
         hs = speed(readings[0], readings[-1]) if len(readings) >= 2 else None
         return run, plan, hs
@@ -506,7 +532,7 @@ def manifest(s: Settings, rd: RunDir, runtime: Runtime, started: str) -> dict:
     }
 
 
-def analysis_of(summary: dict) -> dict | None:
+def analysis_of(summary: dict, bootstrap: bool = True) -> dict | None:
     """The scaling fit and verdict over the trials so far; None below two distinct N."""
     from hscale.analysis.analyze import analyze, fit_input, fitted_params
 
@@ -518,13 +544,21 @@ def analysis_of(summary: dict) -> dict | None:
     if len({t["replicas"] for t in summary["trials"]}) < 2:
         return None
     measurements, fit_on = fit_input(summary)
-    return analyze(measurements, summary["points"], fit_on, fitted_params(summary))
+    return analyze(measurements, summary["points"], fit_on, fitted_params(summary), bootstrap)
 
 
-def judge(summary: dict, trials: list[dict], histograms: dict, s: Settings, trial_s: float) -> None:
+def judge(
+    summary: dict,
+    trials: list[dict],
+    histograms: dict,
+    s: Settings,
+    trial_s: float,
+    final: bool = True,
+) -> None:
     """Everything summary.json derives from the trials so far: the speed adjustment,
     consistency, points, the scaling analysis and, where it cannot decide, what would
-    (trial_s: the wall time one trial takes here)."""
+    (trial_s: the wall time one trial takes here). Not `final`: between trials, without
+    the bootstrap of a fit on a bound (half a second a trial); teardown judges again."""
     cv = precision.control_variate(trials, s.speed_adjust and s.load == "closed")
     for t, x in zip(trials, cv.pop("adjusted"), strict=True):
         t["throughput_adj_rps"] = x if cv["used"] else None
@@ -536,7 +570,7 @@ def judge(summary: dict, trials: list[dict], histograms: dict, s: Settings, tria
         trials, histograms, s.load == "closed", fitted=1 if cv["used"] else 0
     )
     try:
-        summary["analysis"], summary["analysis_error"] = analysis_of(summary), None
+        summary["analysis"], summary["analysis_error"] = analysis_of(summary, final), None
     except ValueError as exc:  # a fit that cannot be made is reported, not fatal
         summary["analysis"], summary["analysis_error"] = None, str(exc)
     found = summary["analysis"]

@@ -357,10 +357,10 @@ def on_test_stop(environment, **_kw) -> None:
     _mark("done")
     if isinstance(environment.runner, MasterRunner):
         return  # workers' last reports arrive after this: written at quitting
+    _write_tally()  # the harness may go on from here (loadgen.run_point's linger)
     # Locust writes its CSV once per interval and not at exit: wait one more tick so
     # locust_stats.csv covers the whole window too (users are already stopped).
     gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
-    _write_tally()
 
 
 @events.quitting.add_listener

@@ -14,9 +14,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from hscale import cgroups, cpusplit, paths, project_env, stores
 from hscale.cgroups import CpuCounters, CpuGroup
@@ -27,6 +30,7 @@ from hscale.procs import (
     StartupError,
     child_env,
     port_in_use,
+    stop_all,
     tree_cpu_seconds,
     wait_http,
 )
@@ -42,6 +46,7 @@ def _resume(pgid: int) -> None:
 
 
 NGINX_USER = "nobody nogroup"  # Debian's unprivileged user and group
+NGINX_RELOAD_S = 10.0  # how long a reload's old workers may take to finish what they hold
 
 # The app's command that creates the store's schema (idempotent), run once before replicas.
 INIT_STORE = ("-m", "refapp.init_store")
@@ -73,7 +78,7 @@ class LocalRuntime(Runtime):
         self.nginx: ManagedProcess | None = None
         self.python = sys.executable  # the replicas' interpreter: APP's venv for your app
         self._resumers: list[threading.Timer] = []  # pause-replica's SIGCONT timers
-        self._starting: Replica | None = None  # a replica not yet answering
+        self._starting: list[Replica] = []  # replicas not yet answering
         self.groups: dict[str, CpuGroup] = {}
         self._stopped = False
         self.replicas_run_as = "not started"
@@ -107,15 +112,22 @@ class LocalRuntime(Runtime):
         self.resize(n)
 
     def resize(self, n: int) -> None:
-        while len(self.replica_list) < n:
-            self.replica_list.append(self._start_replica(len(self.replica_list) + 1))
-        while len(self.replica_list) > n:
-            replica = self.replica_list.pop()
-            replica.proc.stop()
+        """Grow: the new replicas boot side by side (each under its own quota), then nginx
+        takes them. Shrink: nginx drops the surplus first and its old workers exit, so no
+        request meets a stopped replica, then the surplus stops, all at once."""
+        if len(self.replica_list) < n:
+            self.replica_list += self._start_replicas(range(len(self.replica_list) + 1, n + 1))
+            self._configure_nginx()
+            return
+        surplus, self.replica_list = self.replica_list[n:], self.replica_list[:n]
+        self._configure_nginx()
+        # Nothing reaches them any more: gunicorn's quick shutdown (SIGINT), not the
+        # graceful one, whose workers notice only at their next 1-second poll.
+        stop_all([r.proc for r in surplus], first=signal.SIGINT)
+        for replica in surplus:
             if replica.group:
                 replica.group.remove()
                 self.groups.pop(replica.name, None)
-        self._configure_nginx()
 
     def replicas(self) -> list[str]:
         return [r.name for r in self.replica_list]
@@ -161,7 +173,8 @@ class LocalRuntime(Runtime):
             if old.group:
                 old.group.remove()
                 self.groups.pop(old.name, None)
-            self.replica_list[i] = self._start_replica(i + 1)
+        for i, replica in zip(dead, self._start_replicas([i + 1 for i in dead]), strict=True):
+            self.replica_list[i] = replica
         if dead:
             self._configure_nginx()
 
@@ -228,7 +241,7 @@ class LocalRuntime(Runtime):
         self._stopped = True
         for t in self._resumers:
             t.cancel()
-        replicas = [*self.replica_list, *([self._starting] if self._starting else [])]
+        replicas = [*self.replica_list, *self._starting]
         for r in replicas:  # a paused replica would not see SIGTERM
             _resume(r.proc.pid)
         # Entry point first, so nothing new arrives while the replicas drain.
@@ -298,7 +311,16 @@ class LocalRuntime(Runtime):
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
             raise StartupError(f"{name} failed with code {done.returncode}; log {log}:\n{tail}")
 
-    def _start_replica(self, index: int) -> Replica:
+    def _start_replicas(self, indices: Sequence[int]) -> list[Replica]:
+        """Start replicas side by side, then wait until each answers."""
+        self._starting = [self._spawn_replica(i) for i in indices]  # stop() finds them
+        for replica in self._starting:
+            url = f"http://127.0.0.1:{replica.port}{self.target.health_path}"
+            wait_http(url, replica.proc, timeout=self.s.ready_timeout, ok=range(200, 400))
+        started, self._starting = self._starting, []
+        return started
+
+    def _spawn_replica(self, index: int) -> Replica:
         name, port = f"replica-{index}", self.s.app_port + index - 1
         env = {
             "GUNICORN_BIND": f"127.0.0.1:{port}",
@@ -319,12 +341,7 @@ class LocalRuntime(Runtime):
             name, argv, self.s.replica_cpus, env, cwd=self.target.app_dir,
             cpuset=self.replica_cpuset,
         )  # fmt: skip
-        replica = Replica(name, port, proc, self.groups.get(name))
-        self._starting = replica  # stop() finds it even if it never answers
-        url = f"http://127.0.0.1:{port}{self.target.health_path}"
-        wait_http(url, proc, timeout=self.s.ready_timeout, ok=range(200, 400))
-        self._starting = None
-        return replica
+        return Replica(name, port, proc, self.groups.get(name))
 
     def _configure_nginx(self) -> None:
         conf = self.workdir / "nginx.conf"
@@ -364,4 +381,8 @@ class LocalRuntime(Runtime):
         if check.popen.wait(timeout=10) != 0:
             raise StartupError(f"nginx rejected its new configuration; see {check.log}")
         check.stop()
+        old_workers = self.nginx.tree()[1:]
         os.kill(self.nginx.pid, signal.SIGHUP)
+        # Until the old workers exit they still accept connections with the old upstream
+        # list: a replica about to stop would then answer 502 (nginx tries two at most).
+        psutil.wait_procs(old_workers, timeout=NGINX_RELOAD_S)

@@ -6,6 +6,7 @@ memory (a dict per replica) reads miss or go stale and the counters diverge."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -186,3 +187,20 @@ def test_mixed_feeds_the_same_counts(redis_stack: Stack, tmp_path: Path):
     assert counter["acknowledged"] > 0 and kv["reads"] > 0
     assert kv["missing"] == kv["stale"] == 0
     assert verdict["counter"]["bound_ok"] and verdict["consistent"]
+
+
+def test_a_lingering_locust_returns_at_the_tally_and_finishes_its_csv(
+    redis_stack: Stack, tmp_path: Path
+):
+    """run_point(linger=True), as a sweep's trial runs: it returns once the window's tally
+    is written, while Locust still waits a CSV tick; finish() then sees it exit, and its
+    locust_stats.csv covers the whole window."""
+    plan = LocustPlan("json", redis_stack.url, USERS, RUN_S)
+    run = run_point(plan, WARMUP_S, tmp_path, redis_stack.run_id, lambda: {}, linger=True)
+    assert run.lingering is not None and run.lingering.alive() and run.exit_code is None
+    assert run.tally["phase"] == "measure" and run.tally["requests"] > 0
+    run.finish()
+    assert run.lingering is None and run.exit_code == 0
+    rows = csv.DictReader((tmp_path / "locust_stats.csv").open())
+    (total,) = [r for r in rows if r["Name"] == "Aggregated"]
+    assert int(total["Request Count"]) == run.tally["requests"]

@@ -440,3 +440,31 @@ def test_cpu_split_gives_the_replicas_cpus_of_their_own(space):
         assert cgroup_dirs(run.run_id) == []
     finally:
         clean_up_run(run.run_id)
+
+
+def test_resizes_start_replicas_side_by_side_and_drain_nginx_before_stopping(space):
+    """N = 1, 3, 3, 1: growing by two boots both replicas at once; shrinking by two first
+    takes them out of nginx and waits for its old workers, so the check right after
+    (every endpoint through nginx) never meets a stopped replica. Before, nginx's old
+    workers still sent requests to the two stopped replicas and, with two tries per
+    request, answered 502 and failed the sweep."""
+    short = ("--sweep", "1 3", "--trials", "2", "--duration", "1", "--warmup", "1")
+    run = bench(space["results"], space["tmpdir"], *short, replicas=3)
+    try:
+        assert run.returncode == 0, run.why()
+        s = run.summary
+        assert [(t["replicas"], t["trial"]) for t in s["trials"]] == [
+            (1, 1),
+            (3, 1),
+            (3, 2),
+            (1, 2),
+        ]
+        assert all(t["failures"] == 0 for t in s["trials"]), [t["errors"] for t in s["trials"]]
+        assert s["trials"][-1]["per_replica_requests"].keys() == {"replica-1"}
+        # gunicorn logs nothing here, so a log's inode changed last when it was created:
+        # one after the other, replica-3 would have started after replica-2 answered.
+        logs = run.path / "runtime" / "logs"
+        born = [(logs / f"replica-{i}.log").stat().st_ctime for i in (2, 3)]
+        assert abs(born[1] - born[0]) < 0.5, born
+    finally:
+        clean_up_run(run.run_id)
