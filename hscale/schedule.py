@@ -70,6 +70,13 @@ def extra_trials(
     return sorted(extra, reverse=running == max(extra, default=0))
 
 
+def next_trial_cost(costs: Sequence[tuple[bool, float]], resizes: bool) -> float:
+    """Wall seconds the next trial should take: the mean of the trials so far that did
+    (or did not) resize as it will, or of all of them when none did; 0 before any."""
+    alike = [c for r, c in costs if r == resizes] or [c for _, c in costs]
+    return sum(alike) / len(alike) if alike else 0.0
+
+
 def precision_status(
     points: Sequence[dict], s: Settings, elapsed: float, stopped_by: str | None
 ) -> dict:

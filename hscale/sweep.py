@@ -28,6 +28,7 @@ from hscale.runtimes.base import Runtime
 from hscale.schedule import (
     extra_trials,
     more_loadgen_workers,
+    next_trial_cost,
     precision_status,
     trial_order,
     wanted_trials,
@@ -147,6 +148,10 @@ class Sweep:
         self.smoked = False  # your Locust file's routes were tried once (smoke.py)
         self.draining: loadgen.LoadRun | None = None  # a trial's Locust writing its CSVs
         self.interim, self.last_cost = False, 0.0  # summary.json's analysis is an interim one
+        self.added = False  # the queue holds trials plan_more added (the budget may drop them)
+        self.resized = False  # the trial now placed needed a resize
+        self.costs: list[tuple[bool, float]] = []  # (resized, wall s) of each trial recorded
+        self.mark: float | None = None  # elapsed() when the last trial was recorded
 
     # -- steps ------------------------------------------------------------------------
     def begin(self) -> None:
@@ -211,6 +216,7 @@ class Sweep:
             self.write_manifest()  # now the runtime knows how it ran (e.g. which image path)
         elif n != self.running:
             self.runtime.resize(n)
+        self.resized = self.running is not None and n != self.running
         self.running = n
         if self.clock is None:
             self.clock = time.monotonic()
@@ -317,7 +323,9 @@ class Sweep:
         self.attempt, self.done_here = 0, self.done_here + 1
         self.trials.append(trial)
         self.histograms[(trial["replicas"], trial["trial"])] = histogram
-        self.last_cost = self.trial_cost()
+        now = self.elapsed()
+        self.costs.append((self.resized, now - (self.warm_s if self.mark is None else self.mark)))
+        self.mark, self.last_cost = now, self.trial_cost()
         judge(self.summary, self.trials, self.histograms, self.s, self.last_cost, final=False)
         self.interim = True  # teardown judges again, in full
         self.summary["precision_status"] = precision_status(
@@ -336,8 +344,23 @@ class Sweep:
             (m, 1 + max(t["trial"] for t in self.trials if t["replicas"] == m))
             for m in extra_trials(points, s, self.running, room, found)
         ]
+        self.added = bool(self.queue)
         if not self.queue and wanted_trials(points, s, found):
             self.stopped_by = "time budget" if room == 0 else "max trials"
+
+    def out_of_budget(self) -> bool:
+        """Before each added trial: would it end past TIME_BUDGET? plan_more counts the room
+        in trials of the mean cost, and a trial that resizes costs more than one that does
+        not, so the room is checked again against the clock; what no longer fits is
+        dropped. The TRIALS rounds always run."""
+        budget = self.s.time_budget
+        if not (self.added and budget and self.queue):
+            return False
+        resizes = self.queue[0][0] != self.running
+        if self.elapsed() + next_trial_cost(self.costs, resizes) <= budget:
+            return False
+        self.queue, self.stopped_by = [], "time budget"
+        return True
 
     def stop(self, exc: BaseException) -> None:
         """Record how the run ended early: interrupted (finished trials kept) or failed."""
@@ -479,7 +502,7 @@ def run_sweep(
     with interruptible():
         try:
             sweep.begin()
-            while sweep.queue:
+            while sweep.queue and not sweep.out_of_budget():
                 n, k = sweep.queue[0]
                 base = sweep.done_here * sweep.per_trial
                 label = f"N={n} trial {k}"

@@ -11,7 +11,12 @@ from scipy import stats
 
 from hscale import settings
 from hscale.analysis import aggregate, latency, validity
-from hscale.schedule import more_loadgen_workers, needs_more_trials, trial_order
+from hscale.schedule import (
+    more_loadgen_workers,
+    needs_more_trials,
+    next_trial_cost,
+    trial_order,
+)
 
 # -- planning ------------------------------------------------------------------------------
 
@@ -24,6 +29,16 @@ def test_trial_order_alternates_direction_and_covers_every_n_once_per_trial():
 
 def point(n: int, x: float, ci: list[float] | None, trials: int) -> dict:
     return {"replicas": n, "throughput_rps": x, "throughput_ci": ci, "trials": trials}
+
+
+def test_next_trial_cost_counts_resizes_apart():
+    """The time budget's check before an added trial: a trial that resizes costs what the
+    trials that resized cost, one that does not what those did; else the mean of all."""
+    costs = [(False, 16.0), (True, 21.0), (False, 15.0), (True, 23.0)]
+    assert next_trial_cost(costs, resizes=True) == pytest.approx(22.0)
+    assert next_trial_cost(costs, resizes=False) == pytest.approx(15.5)
+    assert next_trial_cost([(False, 16.0), (False, 18.0)], resizes=True) == pytest.approx(17.0)
+    assert next_trial_cost([], resizes=False) == 0.0
 
 
 def test_needs_more_trials_only_where_the_ci_is_wide_and_below_the_cap():
