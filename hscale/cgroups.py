@@ -157,6 +157,33 @@ def _container_cpu_dir(container_id: str) -> tuple[str, Path] | None:
     return None
 
 
+def container_pids(container_id: str) -> list[int] | None:
+    """The processes of a Docker container on this host, as this host numbers them; None
+    when its cgroup is not here (another node, or a harness in a container of its own)."""
+    found = _container_cpu_dir(container_id)
+    if found is None:
+        return None
+    try:
+        return [int(pid) for pid in (found[1] / "cgroup.procs").read_text().split()]
+    except OSError:
+        return None
+
+
+def listening(pid: int, port: int) -> bool | None:
+    """Whether a socket in `pid`'s network namespace listens on TCP `port`; None when its
+    /proc entry cannot be read."""
+    want = f":{port:04X}"
+    try:
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[1].endswith(want):  # 0A: TCP_LISTEN
+                    return True
+    except OSError:
+        return None
+    return False
+
+
 def set_container_period(container_id: str, cpus: float, period_us: int) -> bool:
     """Give a running container the same CPU share over another CFS period. Docker's
     `cpus` always uses 100 ms, and compose cannot set a period beside it, so the quota

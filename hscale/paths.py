@@ -45,6 +45,9 @@ def locustfile(scenario: str) -> Path:
 def render_nginx(values: dict[str, str]) -> str:
     """nginx/nginx.conf.template with every @TOKEN@ filled in (a missing one is an error)."""
     text = (NGINX_DIR / "nginx.conf.template").read_text()
+    if "UPSTREAM_LIST" not in values:  # /nginx-upstreams: the servers, as "ip:port ..."
+        servers = re.findall(r"server\s+([^\s;]+)[^;]*;", values.get("UPSTREAM_SERVERS", ""))
+        values = {**values, "UPSTREAM_LIST": " ".join(servers)}
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     if re.search(r"@[A-Z_]+@", text):

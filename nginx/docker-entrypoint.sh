@@ -29,10 +29,11 @@ render() {
         printf '        server %s:%s max_fails=3 fail_timeout=5s;\\n' "$ip" "$UPSTREAM_PORT"
     done)
     [ -n "$servers" ] || servers='        server 127.0.0.1:1 down;\n'
+    list=$(for ip in $1; do printf '%s:%s ' "$ip" "$UPSTREAM_PORT"; done)
     sed -e "s|@DAEMON@|off|" -e "s|@TMP@|/tmp|g" \
         -e "s|@ERROR_LOG@|/dev/stderr|" -e "s|@ACCESS_LOG@|$access_log|" \
         -e "s|@USER_DIRECTIVE@||" -e "s|@LISTEN@|$LISTEN_PORT|" \
-        -e "s|@UPSTREAM_SERVERS@|$servers|" "$TEMPLATE" > "$CONF.new"
+        -e "s|@UPSTREAM_SERVERS@|$servers|" -e "s|@UPSTREAM_LIST@|${list% }|" "$TEMPLATE" > "$CONF.new"
     mv "$CONF.new" "$CONF"
 }
 

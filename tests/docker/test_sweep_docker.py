@@ -257,6 +257,18 @@ def test_nginx_follows_scaling(stack):
     assert len(seen) == 3
 
 
+def test_a_shrink_by_two_returns_once_nginx_sends_only_to_the_survivor(stack):
+    """3 -> 1: resize returns when nginx lists the one running replica (/nginx-upstreams
+    on a fresh connection); before that, a request could try two stopped replicas and
+    end in a 504, which failed a sweep's endpoint check at 4 -> 2."""
+    stack.resize(1)
+    (address,) = stack.upstreams()
+    assert requests.get(stack.endpoint + "/nginx-upstreams", timeout=5).text.split() == [address]
+    replies = [requests.get(stack.endpoint + "/healthz", timeout=10) for _ in range(20)]
+    failed = [(i, r.status_code, r.headers.get("X-Upstream")) for i, r in enumerate(replies)]
+    assert [f for f in failed if f[1] != 200] == [], stack._containers("nginx")[0].logs()[-3000:]
+
+
 def test_stop_leaves_nothing(stack):
     stack.stop()
     assert stack.leftovers() == []
