@@ -128,9 +128,10 @@ def _calls_part(analysis: dict) -> str:
     if said["sublinear"]:
         parts.append(f"Below linear with 95% confidence: {_listed(said['sublinear'])}.")
     if said["undecided"] and k is not None:  # with k None, _linear_part says it
+        lo, hi = equivalence_band()  # not "wider than the band": [0.87, 0.951] is narrower
         parts.append(
             f"Undecided: {_listed(said['undecided'])}, an interval that contains "
-            f"{LINEAR_EFFICIENCY} and is wider than +-{EQUIVALENCE_MARGIN}."
+            f"{LINEAR_EFFICIENCY} and does not lie within {lo:.2f} to {hi:.2f}."
         )
     return " ".join(parts)
 

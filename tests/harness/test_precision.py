@@ -149,6 +149,11 @@ def test_efficiency_calls_answer_linear_sublinear_on_the_line_or_undecided():
     assert not verdict.decided(wide) and "Undecided: E(3) = 0.90 [0.80, 1.00]" in verdict.verdict(
         wide
     )
+    # as narrow as the band but past its edge: undecided, and not called "wider"
+    edge = {**a, "efficiency_ci": {**a["efficiency_ci"], "3": [0.87, 0.951]}}
+    said = verdict.verdict(edge)
+    assert "E(3) = 0.90 [0.87, 0.95], an interval that contains 0.9 and does not lie " in said
+    assert "within 0.85 to 0.95." in said and "wider" not in said
     # a sublinear E(2) is an answer, not "not established"
     low = {**a, "linear_up_to": None, "efficiency_ci": {**a["efficiency_ci"], "2": [0.8, 0.88]}}
     assert "not established" not in verdict.verdict(low)
