@@ -333,13 +333,9 @@ class DockerRuntime(Runtime):
         while True:
             self._fail_if_exited()
             apps = self._containers("app")
-            deaf = [c for c in apps if _listening(c, self.target.port) is False]
-            if len(apps) == n and deaf:
-                # Not through nginx yet: 3 refused connections make nginx skip a replica
-                # for fail_timeout (5 s), which held a resize for that long.
-                problem = f"{n - len(deaf)} of {n} replicas listening on {self.target.port}"
-            elif len(apps) == n:
-                problem = self._routing_problem({_hostname(c) for c in apps}) or ""
+            if len(apps) == n:
+                names = {_hostname(c) for c in apps}
+                problem = self._deaf(apps) or self._routing_problem(names) or ""
                 if not problem:
                     self._set_cpu_period(apps)
                     self._pin_proxy()
@@ -349,6 +345,15 @@ class DockerRuntime(Runtime):
             if time.monotonic() > deadline:
                 raise StartupError(self._not_ready(n, timeout, problem))
             time.sleep(0.5)
+
+    def _deaf(self, apps: list) -> str:
+        """Replicas on this host not yet listening on their port: not through nginx yet,
+        since 3 refused connections make nginx skip a replica for fail_timeout (5 s),
+        which held a resize for that long. Empty when all listen (or cannot be read)."""
+        deaf = [c for c in apps if _listening(c, self.target.port) is False]
+        if not deaf:
+            return ""
+        return f"{len(apps) - len(deaf)} of {len(apps)} replicas listening on {self.target.port}"
 
     def _remove_surplus(self, n: int) -> None:
         """A shrink: the replicas compose would stop (the highest numbers) go at once. No

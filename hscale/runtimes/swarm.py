@@ -335,7 +335,8 @@ class SwarmRuntime(DockerRuntime):
             self._fail_if_exited()
             running = self._running_tasks("app")
             if len(running) == n and self._running_tasks("nginx"):
-                problem = self._routing_problem(set(self.replicas())) or ""
+                mine = self._containers("app")  # this host's (see DockerRuntime._deaf)
+                problem = self._deaf(mine) or self._routing_problem(set(self.replicas())) or ""
                 if not problem:
                     self._set_cpu_period(self._containers("app"))  # those on this node
                     return
