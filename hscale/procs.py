@@ -223,18 +223,26 @@ def wait_tcp(port: int, proc: ManagedProcess, timeout: float = 10.0) -> None:
     )
 
 
-def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
-    """User+system CPU of live processes (those that exit meanwhile count as nothing)."""
+def cpu_seconds(processes: Iterable[psutil.Process], reaped: bool = False) -> float:
+    """User+system CPU of live processes (those that exit meanwhile count as nothing).
+
+    With `reaped`, each also adds the CPU of the children it has waited for: summed over
+    a whole process tree, a child that exits and is reaped moves from its own counter to
+    its parent's, so the total never falls (not for unrelated processes, whose reaped
+    children may be counted elsewhere already)."""
     total = 0.0
     for p in processes:
         try:
             t = p.cpu_times()
             total += t.user + t.system
+            if reaped:
+                total += t.children_user + t.children_system
         except psutil.NoSuchProcess:
             continue
     return total
 
 
 def tree_cpu_seconds(proc: ManagedProcess) -> float:
-    """CPU of a process and its live children (where no cgroup counts it)."""
-    return cpu_seconds(proc.tree())
+    """CPU of a process and all its descendants, those already exited and reaped too
+    (where no cgroup counts it): Locust's workers may quit before the window's last read."""
+    return cpu_seconds(proc.tree(), reaped=True)

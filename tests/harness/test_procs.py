@@ -1,13 +1,14 @@
 """Stopping child process groups side by side (hscale.procs.stop_all), with real
-processes: each takes a second to drain on SIGTERM."""
+processes (each takes a second to drain on SIGTERM), and the CPU of a process tree."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
-from hscale.procs import ManagedProcess, child_env, stop_all
+from hscale.procs import ManagedProcess, child_env, stop_all, tree_cpu_seconds
 
 # Drains for a second on SIGTERM, quits at once on SIGINT, as gunicorn's master does.
 DRAINING = "trap 'sleep 1; exit 0' TERM; trap 'exit 0' INT; while :; do sleep 0.05; done"
@@ -46,3 +47,34 @@ def test_a_quick_first_signal_and_sigkill_after_the_timeout(tmp_path: Path) -> N
     stop_all([stubborn], timeout=0.5)
     assert 0.4 < time.monotonic() - t0 < 3.0 and not stubborn.running()
     assert stubborn.popen.returncode == -signal.SIGKILL
+
+
+# Burns about 0.6 s of CPU in a forked child, reaps it, then idles: as Locust's master
+# does with the workers it forks (--processes), which may quit before the last read.
+FORK_BURN_REAP = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    end = time.process_time() + 0.6
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+os.waitpid(pid, 0)
+print("reaped", flush=True)
+time.sleep(30)
+"""
+
+
+def test_tree_cpu_keeps_a_child_that_exited_and_was_reaped(tmp_path: Path) -> None:
+    proc = ManagedProcess(
+        "forks", [sys.executable, "-c", FORK_BURN_REAP], tmp_path / "forks.log",
+        child_env("test-tree-cpu"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while "reaped" not in proc.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(proc.tree()) == 1  # only the parent is left
+        assert tree_cpu_seconds(proc) >= 0.5  # the child's 0.6 s is still counted
+    finally:
+        proc.stop()
