@@ -60,8 +60,10 @@ def trial_throughput(trial: dict) -> float:
 
 
 def fitted_params(summary: dict) -> int:
-    """Parameters estimated beyond the N means (the speed slope), for the pooled CIs."""
-    return 1 if ((summary.get("precision") or {}).get("used")) else 0
+    """Parameters estimated beyond the N means (the speed and drift slopes), for the pooled
+    CIs; runs recorded before the drift slope fitted the speed's alone."""
+    cv = summary.get("precision") or {}
+    return int(cv.get("fitted", 1 if cv.get("used") else 0))
 
 
 def fit_input(summary: dict) -> tuple[list[Measurement], str]:

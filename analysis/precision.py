@@ -1,13 +1,16 @@
-"""Precision of the points: the host-speed control variate and pooled confidence intervals.
+"""Precision of the points: the host-speed and drift control variates, pooled intervals.
 
-Control variate. Every trial records the speed probe's work per CPU-millisecond
+Control variates. Every trial records the speed probe's work per CPU-millisecond
 (hscale/probe.py), an index of how fast the host ran Python during that trial. Host speed
 moves throughput of CPU-bound replicas in proportion, so within one N the log-throughput
 of a trial is regressed on its log-speed, pooled over every N (one slope, beta: the noise
-is the host's, the same at every N). Each trial's throughput is then moved to the run's
-mean speed: X_adj = X * (s_mean / s) ** beta. beta is estimated, not assumed, so a probe
-that does not track the replicas (beta near 0) changes nothing; the raw figures are kept
-beside the adjusted ones.
+is the host's, the same at every N). Beside it, a slow drift through the run (the host
+speeding up or slowing down over minutes, which the probe under its small quota does not
+always see) is a linear trend in trial order, fitted in the same regression; the
+interleaved order (1 2 3 4 4 3 2 1) keeps it apart from N. Each trial's throughput is then
+moved to the run's mean speed and mean time: X_adj = X * (s_mean / s) ** beta *
+exp(-d * (seq - seq_mean)). Both slopes are estimated, not assumed, so a covariate that
+does not track the replicas changes nothing; the raw figures are kept beside.
 
 Pooled intervals. With 2 to 5 trials per N, a per-N bootstrap under-covers badly (about
 80% for a nominal 95% at 3 trials) and a per-N t interval is very wide (t = 4.3 at 3
@@ -38,60 +41,127 @@ def _t(df: int, confidence: float = CONFIDENCE) -> float:
 
 
 def control_variate(
-    trials: Sequence[Mapping], enabled: bool = True, confidence: float = CONFIDENCE
+    trials: Sequence[Mapping],
+    enabled: bool = True,
+    drift: bool = True,
+    confidence: float = CONFIDENCE,
 ) -> dict:
-    """The speed adjustment of a run's trials (each with replicas, throughput_rps and
-    host_speed). Returns a record for summary.json: method, beta (with CI), the reference
-    speed, the pooled CV before and after, whether it is used and why, and `adjusted`,
-    one throughput per trial in input order (the raw one where it is not used)."""
+    """The adjustment of a run's trials (each with replicas, throughput_rps, host_speed and
+    seq) for what moves every N alike: the host's speed (the probe's reading) and a slow
+    drift through the run (a linear trend in trial order; the interleaved order keeps it
+    apart from N). One least-squares fit of log-throughput on both within each N, pooled
+    over every N. Returns a record for summary.json: method, the covariates used, beta
+    (with CI) and the reference speed, the drift per trial (with CI), how many slopes were
+    fitted, the pooled CV before and after, whether it is used and why not, and
+    `adjusted`, one throughput per trial in input order (the raw one where it is not)."""
     raw = [float(t["throughput_rps"]) for t in trials]
     out: dict = {
-        "method": "control variate: host speed probe, pooled within-N log regression",
+        "method": "control variates: host speed probe and drift in trial order, pooled "
+        "within-N log regression",
         "used": False,
         "reason": None,
+        "covariates": [],
+        "fitted": 0,
         "beta": None,
         "beta_ci": None,
         "reference_speed": None,
+        "drift_per_trial": None,
+        "drift_ci": None,
         "cv_raw": None,
         "cv_adjusted": None,
         "adjusted": raw,
     }
     cv_raw = pooled_cv(_by_n(trials, raw), fitted=0)
     out["cv_raw"] = None if cv_raw is None else round(cv_raw[0], 5)
-    if not enabled:
-        out["reason"] = "SPEED_ADJUST=0"
-        return out
-    speeds = [t.get("host_speed") for t in trials]
-    if any(not s or s <= 0 for s in speeds) or any(x <= 0 for x in raw):
-        out["reason"] = "not every trial has a host speed reading and a throughput above 0"
-        return out
-    lx, ls = np.log(raw), np.log(np.asarray(speeds, dtype=float))
+    columns, reasons = _covariates(trials, enabled, drift)
+    if any(x <= 0 for x in raw):
+        columns, reasons = {}, ["a trial's throughput is 0"]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, t in enumerate(trials):
         groups[int(t["replicas"])].append(i)
-    dx, ds = np.zeros(len(raw)), np.zeros(len(raw))
-    for idx in groups.values():
-        dx[idx], ds[idx] = lx[idx] - lx[idx].mean(), ls[idx] - ls[idx].mean()
-    df = len(raw) - len(groups) - 1
-    if df < MIN_DF_FOR_BETA or float(ds @ ds) <= 0:
-        out["reason"] = f"too few repeated trials to fit the speed slope ({max(df, 0)} df)"
+
+    def within(values: np.ndarray) -> np.ndarray:
+        centred = np.zeros(len(values))
+        for idx in groups.values():
+            centred[idx] = values[idx] - values[idx].mean()
+        return centred
+
+    centred = {k: within(v) for k, v in columns.items()}
+    columns = {k: v for k, v in columns.items() if float(centred[k] @ centred[k]) > 0}
+    # Too few degrees of freedom for every slope: the drift goes first, then the speed.
+    while columns and len(raw) - len(groups) - len(columns) < MIN_DF_FOR_BETA:
+        dropped = list(columns)[-1]
+        del columns[dropped]
+        df = len(raw) - len(groups) - len(columns) - 1
+        reasons.append(f"too few repeated trials to fit the {dropped} slope ({max(df, 0)} df)")
+    if not columns:
+        out["reason"] = "; ".join(reasons) or "nothing to adjust for"
         return out
-    beta = float(ds @ dx / (ds @ ds))
-    se = math.sqrt(float(((dx - beta * ds) ** 2).sum()) / df / float(ds @ ds))
-    half = _t(df, confidence) * se
-    beta_used = min(max(beta, BETA_BOUNDS[0]), BETA_BOUNDS[1])
-    ref = float(np.exp(ls.mean()))
-    adjusted = [x * (ref / float(s or 1)) ** beta_used for x, s in zip(raw, speeds, strict=True)]
-    cv_adj = pooled_cv(_by_n(trials, adjusted), fitted=1)
+    names = list(columns)
+    design = np.column_stack([centred[k] for k in names])
+    dx = within(np.log(raw))
+    df = len(raw) - len(groups) - len(names)
+    fit, half = _slopes(design, dx, df, confidence)
+    coef = fit.copy()
+    if "host speed" in names:  # a slope beyond the bounds is held there, the rest refitted
+        i = names.index("host speed")
+        beta = min(max(coef[i], BETA_BOUNDS[0]), BETA_BOUNDS[1])
+        if beta != coef[i]:
+            rest = [j for j in range(len(names)) if j != i]
+            coef[i] = beta
+            if rest:
+                coef[rest] = _slopes(design[:, rest], dx - beta * design[:, i], df, confidence)[0]
+    shift = sum(c * (columns[k] - columns[k].mean()) for k, c in zip(names, coef, strict=True))
+    adjusted = [x * math.exp(-float(d)) for x, d in zip(raw, shift, strict=True)]
+    cv_adj = pooled_cv(_by_n(trials, adjusted), fitted=len(names))
     out.update(
         used=True,
-        beta=round(beta_used, 4),
-        beta_ci=[round(beta - half, 4), round(beta + half, 4)],
-        reference_speed=round(ref, 4),
+        reason="; ".join(reasons) or None,
+        covariates=names,
+        fitted=len(names),
         cv_adjusted=None if cv_adj is None else round(cv_adj[0], 5),
         adjusted=[round(x, 2) for x in adjusted],
     )
+    for k, c, f, h in zip(names, coef, fit, half, strict=True):
+        interval = [round(float(f - h), 4), round(float(f + h), 4)]
+        if k == "host speed":
+            ref = float(np.exp(columns[k].mean()))
+            out.update(beta=round(float(c), 4), beta_ci=interval, reference_speed=round(ref, 4))
+        else:
+            out.update(drift_per_trial=round(float(c), 5), drift_ci=interval)
     return out
+
+
+def _covariates(
+    trials: Sequence[Mapping], speed: bool, drift: bool
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The covariates a run has, in the order they are kept (log host speed, trial order),
+    and why any is left out."""
+    columns: dict[str, np.ndarray] = {}
+    reasons = []
+    speeds = [t.get("host_speed") for t in trials]
+    if not speed:
+        reasons.append("SPEED_ADJUST=0")
+    elif any(not s or s <= 0 for s in speeds):
+        reasons.append("not every trial has a host speed reading")
+    else:
+        columns["host speed"] = np.log(np.asarray(speeds, dtype=float))
+    if drift:  # seq counts every trial the run started; older records: their order here
+        columns["drift"] = np.array([float(t.get("seq", i)) for i, t in enumerate(trials)])
+    else:
+        reasons.append("DRIFT_ADJUST=0")
+    return columns, reasons
+
+
+def _slopes(
+    design: np.ndarray, y: np.ndarray, df: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slopes of within-N centred y on within-N centred columns, and their
+    CI half-widths at `df` (the trials less one per N less one per slope)."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    cov = float(resid @ resid) / df * np.linalg.inv(design.T @ design)
+    return coef, _t(df, confidence) * np.sqrt(np.diag(cov))
 
 
 def _by_n(trials: Sequence[Mapping], values: Sequence[float]) -> dict[int, list[float]]:
@@ -155,11 +225,16 @@ def describe(summary: Mapping) -> list[str]:
     out = []
     cv = summary.get("precision") or {}
     if cv.get("used"):
+        by = []
+        if cv.get("beta") is not None:
+            lo, hi = cv["beta_ci"]
+            by.append(f"the speed probe (beta {cv['beta']:.2f} [{lo:.2f}, {hi:.2f}])")
+        if cv.get("drift_per_trial") is not None:
+            lo, hi = cv["drift_ci"]
+            by.append(f"a drift of {cv['drift_per_trial']:+.2%} a trial [{lo:+.2%}, {hi:+.2%}]")
         out.append(
-            f"host speed: throughputs adjusted with the speed probe (beta {cv['beta']:.2f} "
-            f"[{cv['beta_ci'][0]:.2f}, {cv['beta_ci'][1]:.2f}]): trial-to-trial CV "
-            f"{cv['cv_raw']:.1%} raw, "
-            f"{cv['cv_adjusted']:.1%} adjusted"
+            f"host speed: throughputs adjusted for {' and '.join(by)}: trial-to-trial CV "
+            f"{cv['cv_raw']:.1%} raw, {cv['cv_adjusted']:.1%} adjusted"
         )
     elif cv.get("reason"):
         out.append(f"host speed: raw throughputs ({cv['reason']})")

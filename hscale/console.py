@@ -51,8 +51,10 @@ def results_table(summary: dict) -> Table:
     from hscale.analysis.verdict import verdict_efficiency
 
     load = summary.get("load") or {}
-    used = (summary.get("precision") or {}).get("used")
-    adjusted = " adjusted to the run's mean host speed" if used else ""
+    cv = summary.get("precision") or {}
+    slopes = (("beta", "host speed"), ("drift_per_trial", "time"))
+    to = [what for key, what in slopes if cv.get(key) is not None]
+    adjusted = f" adjusted to the run's mean {' and '.join(to)}" if cv.get("used") and to else ""
     model = "closed loop" if load.get("model") != "rate" else f"{load['rate_rps']:g} req/s offered"
     table = Table(
         title=f"hscale {summary['scenario']} on {summary['runtime']}, {model}: "

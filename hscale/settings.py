@@ -314,6 +314,13 @@ KNOBS: tuple[Knob, ...] = (
         "(a control variate; raw figures are kept beside); 0: raw throughputs only",
     ),
     Knob(
+        "DRIFT_ADJUST",
+        "1",
+        _choice("DRIFT_ADJUST", lambda: ("0", "1")),
+        "1: take a slow drift of the host through the run out of the throughputs (a linear "
+        "trend in trial order, fitted within each N beside the host speed); 0: not",
+    ),
+    Knob(
         "LOAD",
         "closed",
         _choice("LOAD", lambda: LOAD_MODELS),
@@ -515,6 +522,7 @@ class Settings:
     time_budget: float
     warmup_trial: float
     speed_adjust: bool
+    drift_adjust: bool
     load: str
     rate: float | None
     duration: float
@@ -648,6 +656,7 @@ def load(values: Mapping[str, str | None], host_cpus: int | None = None) -> Sett
         time_budget=parsed["TIME_BUDGET"],
         warmup_trial=parsed["WARMUP_TRIAL"],
         speed_adjust=parsed["SPEED_ADJUST"] == "1",
+        drift_adjust=parsed["DRIFT_ADJUST"] == "1",
         load=parsed["LOAD"],
         rate=parsed["RATE"],
         duration=parsed["DURATION"],

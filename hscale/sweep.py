@@ -582,16 +582,15 @@ def judge(
     consistency, points, the scaling analysis and, where it cannot decide, what would
     (trial_s: the wall time one trial takes here). Not `final`: between trials, without
     the bootstrap of a fit on a bound (half a second a trial); teardown judges again."""
-    cv = precision.control_variate(trials, s.speed_adjust and s.load == "closed")
+    closed = s.load == "closed"  # open loop: throughput is the offered rate
+    cv = precision.control_variate(trials, s.speed_adjust and closed, s.drift_adjust and closed)
     for t, x in zip(trials, cv.pop("adjusted"), strict=True):
         t["throughput_adj_rps"] = x if cv["used"] else None
     summary["precision"] = cv
     checked = [t["consistency"] for t in trials if t.get("consistency") is not None]
     # None: not checked (your app has not the reference endpoints the check needs).
     summary["consistency"] = consistency.summarize(checked) if checked else None
-    summary["points"] = aggregate.points(
-        trials, histograms, s.load == "closed", fitted=1 if cv["used"] else 0
-    )
+    summary["points"] = aggregate.points(trials, histograms, closed, fitted=cv["fitted"])
     try:
         summary["analysis"], summary["analysis_error"] = analysis_of(summary, final), None
     except ValueError as exc:  # a fit that cannot be made is reported, not fatal

@@ -1,6 +1,7 @@
-"""How much each precision method buys on real runs: raw vs speed-adjusted trial noise,
-E(N) from independent trials vs from rounds (blocks of trials adjacent in time), and the
-first trial against the later ones at its N.
+"""How much each precision method buys on real runs: the trial noise and every E(N)'s
+interval and call raw, adjusted for the host speed, for the drift, and for both; E(N) from
+independent trials vs from rounds (blocks of trials adjacent in time); and the first trial
+against the later ones at its N.
 
     .venv/bin/python scripts/precision_study.py results/<run> [results/<run> ...]
 
@@ -17,7 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hscale.analysis import precision
+from hscale.analysis import precision, verdict
+
+# (label, speed, drift): the adjustments compared, as SPEED_ADJUST and DRIFT_ADJUST set them
+ADJUSTMENTS = (("raw", False, False), ("speed", True, False), ("drift", False, True),
+               ("both", True, True))  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,11 +47,36 @@ def block_efficiency(trials: list[dict], key: str) -> dict[int, tuple[float, flo
     return out
 
 
+def adjustments(trials: list[dict]) -> None:
+    """Each adjustment on the same trials: pooled CV, and E(N) with its interval and call."""
+    base = min(t["replicas"] for t in trials)
+    for label, speed, drift in ADJUSTMENTS:
+        cv = precision.control_variate(trials, speed, drift)
+        by_n: dict[int, list[float]] = defaultdict(list)
+        for t, x in zip(trials, cv["adjusted"], strict=True):
+            by_n[t["replicas"]].append(x)
+        noise = precision.pooled_cv(by_n, cv["fitted"])
+        if noise is None:
+            continue
+        cells = []
+        for n in sorted(by_n):
+            if n == base:
+                continue
+            e = float(np.mean(by_n[n])) / n * base / float(np.mean(by_n[base]))
+            ci = precision.ratio_ci(len(by_n[n]), len(by_n[base]), e, *noise)
+            call = verdict.efficiency_call(ci)
+            cells.append(f"E({n}) {e:.3f} +-{(ci[1] - ci[0]) / 2 / e:.1%} {call}")
+        slopes = f"beta {cv['beta']}" if cv["beta"] is not None else ""
+        slopes += f" drift {cv['drift_per_trial']}" if cv["drift_per_trial"] is not None else ""
+        print(f"  {label:5s} CV {noise[0]:.2%} ({noise[1]} df) {slopes}: " + "; ".join(cells))
+
+
 def study(run: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     trials = summary["trials"]
     print(f"== {run.name}: {len(trials)} trials, {summary['status']}")
-    cv = precision.control_variate(trials)
+    adjustments(trials)
+    cv = precision.control_variate(trials, drift=False)
     print(
         f"trial CV pooled over N: raw {cv['cv_raw']:.2%}"
         + (

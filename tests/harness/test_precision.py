@@ -61,12 +61,73 @@ def test_a_probe_that_does_not_track_throughput_changes_little():
 def test_control_variate_is_not_used_without_readings_or_repeats(change, reason):
     trials = trials_with_speed(noise=0.01)
     change(trials)
-    cv = precision.control_variate(trials)
-    assert not cv["used"] and reason in cv["reason"]
+    cv = precision.control_variate(trials, drift=False)
+    assert not cv["used"] and reason in cv["reason"] and cv["fitted"] == 0
     assert cv["adjusted"] == [t["throughput_rps"] for t in trials]
-    assert precision.control_variate(trials_with_speed(0.01), enabled=False)["reason"] == (
-        "SPEED_ADJUST=0"
-    )
+    off = precision.control_variate(trials_with_speed(0.01), enabled=False, drift=False)
+    assert off["reason"] == "SPEED_ADJUST=0; DRIFT_ADJUST=0" and not off["used"]
+
+
+def test_without_a_speed_reading_the_drift_is_still_taken_out():
+    trials = trials_with_speed(noise=0.01)
+    trials[0].update(host_speed=None)
+    cv = precision.control_variate(trials)
+    assert cv["used"] and cv["covariates"] == ["drift"] and cv["fitted"] == 1
+    assert "host speed reading" in cv["reason"] and cv["beta"] is None
+
+
+def test_with_too_few_trials_for_two_slopes_the_speed_is_kept():
+    trials = trials_with_speed(noise=0.005)[:8]  # 8 trials of 4 N: 3 df for one slope
+    cv = precision.control_variate(trials)
+    assert cv["covariates"] == ["host speed"] and "drift slope (2 df)" in cv["reason"]
+
+
+def drifting(per_trial: float, extra_at: int = 0, speed_trend: float = 0.0) -> list[dict]:
+    """4 N in the sweep's interleaved order (1 2 3 4 4 3 2 1 ...), 3 rounds, then `extra_at`
+    more N = 4 trials; throughput = 100 N x exp(per_trial x seq) x own 0.3% noise, and x the
+    speed reading (2% noise, trending by `speed_trend` a trial) when it trends, else the
+    reading is noise the throughput does not follow."""
+    rng = random.Random(7)
+    order = [n for k in range(3) for n in ((1, 2, 3, 4) if k % 2 == 0 else (4, 3, 2, 1))]
+    out = []
+    for seq, n in enumerate(order + [4] * extra_at):
+        speed = 10 * math.exp(speed_trend * seq) * (1 + rng.gauss(0, 0.02))
+        follows = speed / 10 if speed_trend else 1.0
+        x = 100 * n * math.exp(per_trial * seq) * follows * (1 + rng.gauss(0, 0.003))
+        out.append({"replicas": n, "trial": 1, "seq": seq, "throughput_rps": x})
+        out[-1]["host_speed"] = speed
+    return out
+
+
+def test_a_drift_through_the_run_is_taken_out_and_unbiases_a_late_point():
+    trials = drifting(0.01, extra_at=4)  # 4 more N = 4 trials at the end, when it ran 15% up
+    cv = precision.control_variate(trials)
+    lo, hi = cv["drift_ci"]
+    assert cv["used"] and "drift" in cv["covariates"] and lo < 0.01 < hi and hi - lo < 0.004
+    assert cv["cv_raw"] > 0.03 and cv["cv_adjusted"] < 0.006
+    by_n: dict[int, list[float]] = {}
+    for t, x in zip(trials, cv["adjusted"], strict=True):
+        by_n.setdefault(t["replicas"], []).append(x)
+    e4 = sum(by_n[4]) / len(by_n[4]) / 4 / (sum(by_n[1]) / len(by_n[1]))
+    raw4 = [t["throughput_rps"] for t in trials if t["replicas"] == 4]
+    raw1 = [t["throughput_rps"] for t in trials if t["replicas"] == 1]
+    assert sum(raw4) / len(raw4) / 4 / (sum(raw1) / len(raw1)) > 1.04  # the late trials
+    assert abs(e4 - 1.0) < 0.01  # linear, as made
+    unadjusted = precision.control_variate(trials, drift=False)
+    assert unadjusted["cv_adjusted"] > 3 * cv["cv_adjusted"]
+
+
+def test_speed_and_drift_are_told_apart():
+    """The speed reading falls through the run while throughput rises: fitted alone, its
+    slope takes the drift's part (as a mixed run on docker did: beta 0.26, and 0.80 with a
+    drift); fitted together, both come out."""
+    trials = drifting(0.01, speed_trend=-0.01)
+    both = precision.control_variate(trials)
+    assert both["beta_ci"][0] < 1.0 < both["beta_ci"][1]
+    assert both["drift_ci"][0] < 0.01 < both["drift_ci"][1]
+    assert both["cv_adjusted"] < 0.006
+    alone = precision.control_variate(trials, drift=False)
+    assert alone["beta"] < 0.5 and alone["cv_adjusted"] > 2 * both["cv_adjusted"]
 
 
 def test_pooled_cv_and_intervals_by_hand():
