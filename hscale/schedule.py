@@ -1,8 +1,9 @@
 """Which trials run: the interleaved order, then more where the answer is not yet known.
 
 TRIALS rounds run in alternating direction (trial_order); then trials go where a point's
-CI is widest until CI_TARGET, MAX_TRIALS or the TIME_BUDGET (extra_trials), and on at an
-undecided E(N) with its baseline once every CI is narrow (wanted_trials). Pure: the
+CI is widest until CI_TARGET, MAX_TRIALS or the TIME_BUDGET (extra_trials), where a
+point has lost a trial to a validity check (replacements), and on at an undecided E(N)
+with its baseline once every CI is narrow (wanted_trials). Pure: the
 sweep (sweep.py) feeds it the points and the analysis and runs what it returns.
 """
 
@@ -38,11 +39,28 @@ def needs_more_trials(points: Sequence[dict], ci_target: float, max_trials: int)
     return out
 
 
+def replacements(points: Sequence[dict], s: Settings) -> list[int]:
+    """N with fewer valid trials than the TRIALS rounds gave, where at most half its trials
+    are invalid: the fit and the verdict use valid trials only, so a trial lost to a
+    passing cause (a drift inside its window) is run again. A point that fails more often
+    than not has a cause that another trial would meet again (a saturated load generator,
+    an oversubscribed host): it is left as it is, and says why."""
+    out = []
+    for p in points:
+        valid = p.get("valid_trials", p["trials"])
+        if valid < s.trials and p["trials"] - valid <= valid and p["trials"] < s.max_trials:
+            out.append(p["replicas"])
+    return out
+
+
 def wanted_trials(points: Sequence[dict], s: Settings, analysis: dict | None) -> list[int]:
-    """The N that need another trial: those whose CI is too wide (needs_more_trials), or,
-    once every CI is narrow enough, those whose E(N) interval still straddles the
-    verdict's threshold, with the baseline that every E(N) divides by."""
+    """The N that need another trial: those whose CI is too wide (needs_more_trials) or
+    that lost a trial to a validity check (replacements), or, once neither is left, those
+    whose E(N) interval still straddles the verdict's threshold, with the baseline that
+    every E(N) divides by."""
     wanted = needs_more_trials(points, s.ci_target, s.max_trials)
+    if s.ci_target:
+        wanted = sorted({*wanted, *replacements(points, s)})
     if wanted or not s.ci_target or not analysis or not points:
         return wanted
     count = {p["replicas"]: p["trials"] for p in points}

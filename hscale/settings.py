@@ -282,7 +282,8 @@ KNOBS: tuple[Knob, ...] = (
         "2",
         _int("TRIALS", 1, 100),
         "rounds of trials every N gets, the order of N alternating between rounds; more "
-        "follow while CI_TARGET is not met and TIME_BUDGET allows",
+        "follow while CI_TARGET is not met and TIME_BUDGET allows, and one replaces a trial "
+        "a validity check took from a point (unless half its trials failed)",
     ),
     Knob(
         "CI_TARGET",

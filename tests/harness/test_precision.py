@@ -274,6 +274,27 @@ def test_narrow_cis_with_an_undecided_efficiency_still_get_trials():
     assert wanted_trials(points, off, undecided) == []
 
 
+def test_a_trial_lost_to_a_validity_check_is_replaced_once():
+    s = settings.load({"REPLICAS": "4", "CI_TARGET": "5%", "MAX_TRIALS": "4"}, host_cpus=2)
+    narrow = [pt(n, 0.03, 2) for n in (1, 2, 3, 4)]
+    decided = {"efficiency": {"2": 1.0}, "efficiency_ci": {"2": [0.95, 1.05]}}
+    assert wanted_trials(narrow, s, decided) == []
+    # N = 3: one of its 2 trials drifted, so the verdict has one: run it again
+    lost = [{**p, "valid_trials": 1 if p["replicas"] == 3 else 2} for p in narrow]
+    assert wanted_trials(lost, s, decided) == [3]
+    assert extra_trials(lost, s, running=1, room=None, analysis=decided) == [3]
+    # the replacement failed too (1 valid of 3): the cause recurs, no more
+    again = [{**p, "trials": 3} if p["replicas"] == 3 else p for p in lost]
+    assert wanted_trials(again, s, decided) == []
+    # replaced (2 valid of 3), every trial invalid, or CI_TARGET=0: nothing to add
+    done = [{**p, "trials": 3, "valid_trials": 2} if p["replicas"] == 3 else p for p in lost]
+    assert wanted_trials(done, s, decided) == []
+    none_valid = [{**p, "valid_trials": 0} for p in narrow]
+    assert wanted_trials(none_valid, s, decided) == []
+    off = settings.load({"REPLICAS": "4", "CI_TARGET": "0"}, host_cpus=2)
+    assert wanted_trials(lost, off, decided) == []
+
+
 def test_new_knobs_parse_and_refuse_a_quota_below_the_kernels_minimum():
     s = settings.load({"TIME_BUDGET": "5m", "CPU_PERIOD_US": "10000"}, host_cpus=2)
     assert s.time_budget == 300 and s.cpu_period_us == 10_000 and s.ci_target == 0.05
