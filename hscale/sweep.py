@@ -38,8 +38,10 @@ from hscale.target import scenario_name
 from hscale.trial import Stage, host_counters, make_trial, stored_histogram
 from hscale.verify import read_counters, verify
 
-# Start-up, verification and Locust start per point, for the time-left estimate.
-OVERHEAD_S = 6.0
+# Wall seconds a trial takes beyond its warm-up and window (Locust's start, a resize's
+# share, the judging): 1.5 to 2 s on docker and local here (docs/measurement.md). Only the
+# progress bar's first estimate uses it; the bar then follows the sweep's own clock.
+OVERHEAD_S = 2.0
 Progress = Callable[[str, float], None]
 
 
@@ -135,7 +137,6 @@ class Sweep:
         self.own_cpus = cpusplit.available()  # the harness's, given back at teardown
         self.loadgen_group: CpuGroup | None = None
         self.mf: dict = {}
-        self.per_trial = s.warmup + s.duration + OVERHEAD_S
         first = 1 + max((t["trial"] for t in self.trials), default=0)
         self.queue = trial_order(s.sweep, s.trials, first)
         self.done_here = 0  # trials finished by this process
@@ -208,9 +209,9 @@ class Sweep:
             | ({"ballast": cpusplit.tree_cpus(loops)} if loops else {})
         )
 
-    def place(self, n: int, label: str, base: float) -> None:
+    def place(self, n: int, label: str) -> None:
         """N replicas up, answering through nginx, with the ballast beside them."""
-        self.progress(f"{label}: starting {n} replica(s)", base)
+        self.progress(f"{label}: starting {n} replica(s)", self.elapsed())
         if self.running is None:
             self.runtime.start(n)
             self.write_manifest()  # now the runtime knows how it ran (e.g. which image path)
@@ -224,14 +225,14 @@ class Sweep:
             self.ballast.resize(max(self.s.sweep) - n)
             if self.s.balance_host:
                 self.ballast.top_up(top_up_cores(self.others(), n, max(self.s.sweep)))
-        self.progress(f"{label}: verifying endpoints through nginx", base + 2)
+        self.progress(f"{label}: verifying endpoints through nginx", self.elapsed())
         target = self.runtime.target
         verify(
             self.runtime.endpoint, self.runtime.upstreams(), shared=self.s.store != "memory",
             reference=target.reference, health_path=target.health_path,
         )  # fmt: skip
         if not target.reference and not self.smoked:
-            self.progress(f"{label}: every route of {target.locustfile.name} once", base + 2)
+            self.progress(f"{label}: every route of {target.locustfile.name} once", self.elapsed())
             smoke.check_routes(self.load, n, self.rd.path / "points" / "smoke")
             self.smoked = True
 
@@ -245,12 +246,12 @@ class Sweep:
                 rows.append((t["replicas"], cores))
         return rows
 
-    def warm_up(self, n: int, base: float) -> None:
+    def warm_up(self, n: int) -> None:
         """The first trial of a cold stack and host runs slow: load it once, discard it."""
         s, summary = self.s, self.summary
         if not s.warmup_trial or self.resumed or summary["warmup_trial"] is not None:
             return
-        self.progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", base + 2)
+        self.progress(f"N={n}: warm-up trial ({s.warmup_trial:g} s, discarded)", self.elapsed())
         out = self.rd.path / "points" / "warmup"
         t0 = time.monotonic()
         run, plan, hs = self.load(n, s.warmup_trial, 0.0, out, lambda phase: None, True)
@@ -271,7 +272,7 @@ class Sweep:
         if s.ballast and s.balance_host:  # the first measured trial is sized from it
             self.ballast.top_up(top_up_cores(self.others(), n, max(s.sweep)))
 
-    def measure(self, n: int, k: int, label: str, base: float) -> tuple[dict, str | None]:
+    def measure(self, n: int, k: int, label: str) -> tuple[dict, str | None]:
         """Trial k at N: its record, and the histogram; (record, None) when it must run
         again with more Locust workers (kept on disk, listed in retried_trials)."""
         s, runtime = self.s, self.runtime
@@ -279,11 +280,9 @@ class Sweep:
         before = read_counters(runtime.endpoint, runtime.upstreams()) if checked else None
         users = s.users_at(n)
         out = self.rd.trial_dir(n, k, self.attempt)
-        t0 = time.monotonic()
 
         def tick(phase: str) -> None:
-            done = min(time.monotonic() - t0, s.warmup + s.duration)
-            self.progress(f"{label} ({users} users): {phase}", base + OVERHEAD_S + done)
+            self.progress(f"{label} ({users} users): {phase}", self.elapsed())
 
         run, plan, host_speed = self.load(n, s.warmup + s.duration, s.warmup, out, tick, True)
         self.draining = run
@@ -378,7 +377,7 @@ class Sweep:
     def teardown(self) -> None:
         """Stop everything this run started; the summary gets its final status and times."""
         summary = self.summary
-        self.progress("tearing down", self.done_here * self.per_trial)
+        self.progress("tearing down", self.elapsed())
         steps: list[tuple[str, Callable[[], object]]] = [
             ("load generator", self.finish_load),
             ("ballast", self.ballast.stop),
@@ -504,11 +503,10 @@ def run_sweep(
             sweep.begin()
             while sweep.queue and not sweep.out_of_budget():
                 n, k = sweep.queue[0]
-                base = sweep.done_here * sweep.per_trial
                 label = f"N={n} trial {k}"
-                sweep.place(n, label, base)
-                sweep.warm_up(n, base)
-                trial, histogram = sweep.measure(n, k, label, base)
+                sweep.place(n, label)
+                sweep.warm_up(n)
+                trial, histogram = sweep.measure(n, k, label)
                 if histogram is not None:
                     sweep.record(trial, histogram)
                 if not sweep.queue:
