@@ -378,6 +378,55 @@ def series(summary: Mapping, raw: Series) -> Figure:
     return fig
 
 
+def run_order(summary: Mapping) -> Figure:
+    """(g) Every trial in the order it ran, over its N's mean: as measured and as adjusted,
+    with the speed probe's reading and the fitted drift, so the host's noise and what the
+    adjustment took out can be seen (analysis/precision.py)."""
+    fig = _figure(WIDE, 3.6)
+    trials = [t for t in summary.get("trials") or [] if t.get("throughput_rps")]
+    if len(trials) < 2:
+        return _no_data(fig, "fewer than 2 trials")
+    ax = fig.add_subplot()
+    seq = np.array([float(t.get("seq", i)) for i, t in enumerate(trials)])
+    ns = sorted({t["replicas"] for t in trials})
+    adjusted = [t.get("throughput_adj_rps") for t in trials]
+    for key, values in (("raw", [t["throughput_rps"] for t in trials]), ("adjusted", adjusted)):
+        if any(v is None for v in values):
+            continue
+        for i, n in enumerate(ns):
+            idx = [j for j, t in enumerate(trials) if t["replicas"] == n]
+            ys = np.array([values[j] for j in idx]) / np.mean([values[j] for j in idx])
+            colour = f"C{i}"
+            if key == "raw":
+                for j, y in zip(idx, ys, strict=True):
+                    face = colour if trials[j]["valid"] else "white"
+                    ax.plot(seq[j], y, "o", color=colour, markerfacecolor=face, markersize=5)
+                ax.plot([], [], "o", color=colour, label=f"N = {n}")
+            else:
+                ax.plot(seq[idx], ys, "x", color=colour, markersize=5)
+    if all(v is not None for v in adjusted):
+        ax.plot([], [], "x", color="grey", label="adjusted")
+    speeds = [t.get("host_speed") for t in trials]
+    if all(speeds):
+        s = np.asarray(speeds, dtype=float)
+        ax.plot(seq, s / s.mean(), ":", color="black", linewidth=1, label="host speed (probe)")
+    cv = summary.get("precision") or {}
+    drift = cv.get("drift_per_trial")
+    if drift is not None:
+        xs = np.linspace(seq.min(), seq.max(), 50)
+        ax.plot(
+            xs, np.exp(drift * (xs - seq.mean())), "-", color="tab:grey", linewidth=1.5,
+            label=f"fitted drift, {drift:+.2%} a trial",
+        )  # fmt: skip
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("trial in the order it ran (seq)")
+    ax.set_ylabel("over its N's mean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.set_title("Trials in run order: circles as measured (hollow: not valid)", fontsize=9)
+    return fig
+
+
 def run_figures(summary: Mapping, manifest: Mapping | None, raw: Series) -> dict[str, Figure]:
     """Every figure of the report, by file name (without extension), in report order."""
     return {
@@ -387,6 +436,7 @@ def run_figures(summary: Mapping, manifest: Mapping | None, raw: Series) -> dict
         "latency": latency(summary),
         "cpu": cpu(summary),
         "series": series(summary, raw),
+        "run_order": run_order(summary),
     }
 
 

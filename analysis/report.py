@@ -28,6 +28,9 @@ CAPTIONS = {
     "latency": "Latency percentiles per N, log scale.",
     "cpu": "CPU per component: cores used and share of budget; the bottleneck is marked.",
     "series": "Per-second throughput of every trial; the shaded warm-up is not measured.",
+    "run_order": "Every trial in the order it ran, over its N's mean: circles as measured "
+    "(hollow = not valid), crosses as adjusted, the speed probe's reading (dotted) and the "
+    "fitted drift (line). What moves every N alike is the host, not the app.",
 }
 # Knobs that define a measurement, in the order `make bench` takes them (ports and the
 # results directory are where it ran, not what was measured).

@@ -27,7 +27,7 @@ from report_fixtures import (
 from hscale import settings
 from hscale.analysis import figures, plot, report, report_files, usl
 
-FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series")
+FIGURES = ("throughput", "efficiency", "karp_flatt", "latency", "cpu", "series", "run_order")
 
 
 @pytest.fixture(scope="module")
