@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from hscale.analysis import usl
 from hscale.analysis.analyze import measurements_from_summary
@@ -420,6 +421,7 @@ def run_order(summary: Mapping) -> Figure:
         )  # fmt: skip
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xlabel("trial in the order it ran (seq)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("over its N's mean")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", ncol=2)
