@@ -78,7 +78,7 @@ def fault_trial(sweep: Sweep, n: int, k: int, fault: str) -> dict[str, Any]:
     heal_error = None
     try:  # everything back before the counter is read and the next trial
         runtime.heal()
-        sweep.place(n, f"{fault}: healed", 0)
+        sweep.place(n, f"{fault}: healed")
     except Exception as exc:  # noqa: BLE001  (the trial is kept; run_faults stops)
         heal_error = f"{type(exc).__name__}: {exc}"
     after = (
@@ -124,8 +124,8 @@ def run_faults(
     with interruptible():
         try:
             sweep.begin()
-            sweep.place(n, f"N={n}", 0)
-            sweep.warm_up(n, 0)
+            sweep.place(n, f"N={n}")
+            sweep.warm_up(n)
             for k, fault in enumerate(s.faults, start=1):
                 log(f"fault {k}/{len(s.faults)}: {fault} at N={n}")
                 found.append(fault_trial(sweep, n, k, fault))
