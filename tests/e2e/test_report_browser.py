@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from report_fixtures import RunSpec, assert_png, make_run, memory_like, redis_like
 
-from hscale.analysis import compare_files, report_files
+from hscale.analysis import compare_files, report, report_files
 
 pytestmark = pytest.mark.e2e
+REPORT_IMAGES = len(report.CAPTIONS)  # one caption per figure of a run's report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_S = 90
@@ -73,13 +74,13 @@ def assert_clean(loaded: Loaded, images: int) -> None:
 
 def test_report_loads_every_figure_without_errors(tmp_path: Path):
     page = report_files.write_report(make_run(tmp_path / "results"))
-    assert_clean(open_page(page, tmp_path), images=6)
+    assert_clean(open_page(page, tmp_path), images=REPORT_IMAGES)
     screenshot(page, tmp_path)
 
 
 def test_report_without_a_fit_loads(tmp_path: Path):
     page = report_files.write_report(make_run(tmp_path / "results", RunSpec(ns=(1,), invalid=None)))
-    assert_clean(open_page(page, tmp_path), images=6)
+    assert_clean(open_page(page, tmp_path), images=REPORT_IMAGES)
 
 
 def test_compare_page_loads_every_figure_without_errors(tmp_path: Path):
@@ -96,7 +97,7 @@ def test_store_comparison_and_a_wrong_store_s_report_load(tmp_path: Path):
     root = tmp_path / "results"
     redis, memory = make_run(root, redis_like()), make_run(root, memory_like())
     wrong = report_files.write_report(memory)
-    assert_clean(open_page(wrong, tmp_path), images=6)
+    assert_clean(open_page(wrong, tmp_path), images=REPORT_IMAGES)
     page = compare_files.write_comparison(
         [("redis", redis), ("memory", memory)], root / "comparison"
     )
@@ -119,9 +120,9 @@ def test_the_check_sees_a_broken_figure_and_a_script_error(tmp_path: Path):
         + "<script>console.error('boom'); missingFunction();</script>"
     )
     loaded = open_page(broken, tmp_path)
-    assert loaded.figures == "5/6"
+    assert loaded.figures == f"{REPORT_IMAGES - 1}/{REPORT_IMAGES}"
     assert "failed to load img throughput" in loaded.errors
     assert "missingFunction" in loaded.errors
     assert any("boom" in line for line in loaded.console)
     with pytest.raises(AssertionError):
-        assert_clean(loaded, images=6)
+        assert_clean(loaded, images=REPORT_IMAGES)
