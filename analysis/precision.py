@@ -33,7 +33,7 @@ MIN_DF_FOR_BETA = 3  # fewer residual degrees of freedom: no adjustment
 BETA_BOUNDS = (0.0, 2.0)  # a speed index that moves throughput beyond x**2 is not one
 
 
-def _t(df: int, confidence: float = CONFIDENCE) -> float:
+def _t(df: float, confidence: float = CONFIDENCE) -> float:
     # Imported here: scipy.stats takes 0.7 s, and every command's output loads this module.
     from scipy import stats
 
@@ -202,6 +202,27 @@ def ratio_ci(
 ) -> tuple[float, float]:
     """Interval of mean(num) / mean(den) from n_num and n_den trials, log-normal."""
     half = _t(df, confidence) * cv * math.sqrt(1 / n_num + 1 / n_den)
+    return ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def welch_ratio_ci(
+    ratio: float,
+    n_num: int,
+    noise_num: tuple[float, int],
+    n_den: int,
+    noise_den: tuple[float, int],
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Interval of mean(num) / mean(den) when the two means come from different runs,
+    each with its own pooled relative noise (cv, df): log-normal, the variances added and
+    the degrees of freedom by Welch-Satterthwaite, so a quiet run and a noisy one are not
+    taken to share one noise."""
+    (cv_n, df_n), (cv_d, df_d) = noise_num, noise_den
+    v_n, v_d = cv_n**2 / n_num, cv_d**2 / n_den
+    if v_n + v_d <= 0:
+        return ratio, ratio
+    df = (v_n + v_d) ** 2 / (v_n**2 / df_n + v_d**2 / df_d)
+    half = _t(df, confidence) * math.sqrt(v_n + v_d)
     return ratio * math.exp(-half), ratio * math.exp(half)
 
 

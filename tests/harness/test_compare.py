@@ -21,7 +21,7 @@ from report_fixtures import (
     redis_like,
 )
 
-from hscale.analysis import compare, compare_files, compare_render, report, stats
+from hscale.analysis import compare, compare_files, compare_render, precision, report
 
 B_ID = "20250102-040000-counter-bbbbbb"
 
@@ -46,7 +46,7 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-def test_ratios_and_cis_are_those_of_analysis_stats(runs: tuple[Path, Path], written: Path):
+def test_ratios_and_cis_rest_on_each_runs_pooled_noise(runs: tuple[Path, Path], written: Path):
     data = json.loads((written / "compare.json").read_text())
     a_pts = {p["replicas"]: p for p in summary(runs[0])["points"]}
     b_pts = {p["replicas"]: p for p in summary(runs[1])["points"]}
@@ -56,7 +56,12 @@ def test_ratios_and_cis_are_those_of_analysis_stats(runs: tuple[Path, Path], wri
         num, den = b_pts[r["n"]]["throughput_trials"], a_pts[r["n"]]["throughput_trials"]
         assert r["label"] == "B"
         assert r["ratio"] == pytest.approx(np.mean(num) / np.mean(den))
-        assert r["ci"] == pytest.approx(list(stats.ratio_ci(num, den)))
+        noise_b, noise_a = (data["runs"][i]["noise"] for i in (1, 0))
+        want = precision.welch_ratio_ci(
+            r["ratio"], len(num), (noise_b["cv"], noise_b["df"]),
+            len(den), (noise_a["cv"], noise_a["df"]),
+        )  # fmt: skip
+        assert r["ci"] == pytest.approx(list(want))
         assert r["ci"][0] < r["ratio"] < r["ci"][1]
         assert r["valid"] == (r["n"] != 4)  # both runs have an invalid trial at N = 4
     # B was simulated 30% faster: every CI says so.

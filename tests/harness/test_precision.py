@@ -130,6 +130,20 @@ def test_speed_and_drift_are_told_apart():
     assert alone["beta"] < 0.5 and alone["cv_adjusted"] > 2 * both["cv_adjusted"]
 
 
+def test_a_ratio_across_two_runs_adds_their_noises():
+    # equal noise on both sides: Welch's df is the two runs' together, as one pooled run's
+    same = precision.welch_ratio_ci(1.3, 3, (0.05, 6), 3, (0.05, 6))
+    assert same == pytest.approx(precision.ratio_ci(3, 3, 1.3, 0.05, 12))
+    # a noisy run widens the interval and takes the degrees of freedom towards its own
+    noisy = precision.welch_ratio_ci(1.3, 3, (0.15, 6), 3, (0.05, 6))
+    assert noisy[1] - noisy[0] > 2 * (same[1] - same[0])
+    half = math.log(noisy[1] / 1.3)
+    df = (0.15**2 / 3 + 0.05**2 / 3) ** 2 / ((0.15**2 / 3) ** 2 / 6 + (0.05**2 / 3) ** 2 / 6)
+    assert 6 < df < 7.5 and half == pytest.approx(
+        stats.t.ppf(0.975, df) * math.sqrt(0.15**2 / 3 + 0.05**2 / 3)
+    )
+
+
 def test_pooled_cv_and_intervals_by_hand():
     by_n = {1: [90.0, 110.0], 2: [190.0, 210.0]}
     # deviations: +-0.1 and +-0.05; 2 df
