@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml app/requirements.txt loadtests/requirements.txt require
 	$(BIN)/pip install --quiet -e '.[app,loadgen,dev]'
 	@touch $@
 
-.PHONY: setup ## create .venv and install system packages (nginx, redis-server, memcached, postgresql, chromium) if missing
+.PHONY: setup ## create .venv and install system packages (nginx, redis-server, memcached, postgresql, chromium, wrk) if missing
 setup: $(STAMP)
 	@bash scripts/install-system-packages
 
@@ -36,6 +36,10 @@ bench: setup
 .PHONY: faults ## kill a replica, pause one, restart the store, under load at N = REPLICAS: results/<run>/faults.html
 faults: setup
 	$(BIN)/hscale faults $(KNOB_ARGS)
+
+.PHONY: loadgen-check ## hscale's Locust against wrk at N = 1 and REPLICAS: how much the load generator bends the curve here
+loadgen-check: setup
+	$(BIN)/hscale loadgen-check $(KNOB_ARGS)
 
 .PHONY: cleanup ## remove what killed runs left behind (processes, containers, networks, cgroups, temp files)
 cleanup: setup

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from hscale.analysis import loadgen_check
+
 CONFIDENCE = 0.95
 MIN_DF_FOR_BETA = 3  # fewer residual degrees of freedom: no adjustment
 BETA_BOUNDS = (0.0, 2.0)  # a speed index that moves throughput beyond x**2 is not one
@@ -282,19 +284,30 @@ def describe(summary: Mapping) -> list[str]:
     if len(loadgen) >= 2:
         (n0, c0), (n1, c1) = loadgen[0], loadgen[-1]
         c0, c1 = c0 or {}, c1 or {}  # not None: filtered above
-        out.append(
+        head = (
             f"load generator: {c0['cpu_cores']:.2f} cores at N = {n0}, {c1['cpu_cores']:.2f} "
             f"at N = {n1} ({c1.get('demand_ms') or 0:.3f} ms per request), not taken out "
-            "of E(N); against wrk on the 2-vCPU VMs hscale is developed on, E(4) of /json "
-            + (
-                f"read {SPLIT_BIAS_E4} of wrk's with the replicas on CPUs of their own, "
-                f"but packed on one CPU they read E(4) {SPLIT_PACKING_E4} "
-                if summary.get("cpu_split")
-                else f"read {LOADGEN_BIAS_E4} of wrk's (within 2.5% with CPU_SPLIT=1, which "
-                "packs the replicas on one CPU and measures E(N) lower) "
-            )
-            + "(docs/measurement.md; scripts/loadgen_bias.py measures it on this host)"
+            "of E(N); "
         )
+        check = summary.get("loadgen_check")
+        if check:
+            out.append(
+                head + f"on this host `hscale loadgen-check` ({check['run_id']}, "
+                f"/json, N = 1 and {check['replicas']}) measured " + loadgen_check.describe(check)
+            )
+        else:
+            out.append(
+                head
+                + "against wrk on the 2-vCPU VMs hscale is developed on, E(4) of /json "
+                + (
+                    f"read {SPLIT_BIAS_E4} of wrk's with the replicas on CPUs of their own, "
+                    f"but packed on one CPU they read E(4) {SPLIT_PACKING_E4} "
+                    if summary.get("cpu_split")
+                    else f"read {LOADGEN_BIAS_E4} of wrk's (within 2.5% with CPU_SPLIT=1, "
+                    "which packs the replicas on one CPU and measures E(N) lower) "
+                )
+                + "(docs/measurement.md; `make loadgen-check` measures it on this host)"
+            )
     warm = summary.get("warmup_trial")
     if warm and warm.get("throughput_rps") is not None:
         out.append(

@@ -124,6 +124,8 @@ class Summary(TypedDict):
     precision: NotRequired[dict[str, Any] | None]
     precision_status: NotRequired[dict[str, Any] | None]
     cpu_split: NotRequired[dict[str, Any] | None]
+    # the newest `hscale loadgen-check` on this host, runtime and CPU_SPLIT, when one exists
+    loadgen_check: NotRequired[dict[str, Any] | None]
     consistency: NotRequired[dict[str, Any] | None]
 
 

@@ -44,7 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     faults = sub.add_parser(
         "faults", help="kill, pause and restart parts of the stack under load, and measure it"
     )
-    for p in (bench, stores, faults):
+    check = sub.add_parser(
+        "loadgen-check",
+        help="hscale's Locust against wrk at N = 1 and REPLICAS: how much the load generator "
+        "bends X(N) and E(N) on this host",
+    )
+    for p in (bench, stores, faults, check):
         for knob in settings.KNOBS:
             default = knob.default if knob.default is not None else knob.derived
             text = f"{knob.help} (default {default})"
@@ -192,19 +197,26 @@ def _check_loadgen_cap(runtime: runtimes.Runtime) -> None:
         )
 
 
-def prepare(args: argparse.Namespace, prefix: str = "") -> tuple:
-    """Settings, target, runtime (preflighted) and run directory of a bench or faults run:
-    every usage error before anything starts."""
+def prepare(
+    args: argparse.Namespace, prefix: str = "", defaults: dict[str, str] | None = None
+) -> tuple:
+    """Settings, target, runtime (preflighted) and run directory of a bench, faults or
+    loadgen-check run: every usage error before anything starts."""
     from hscale import target as targets
 
     values = knob_values(args)
-    if prefix == "faults-":  # room for the fault and the recovery after it
-        values.setdefault("DURATION", str(FAULTS_DURATION_S))
+    for name, value in (defaults or {}).items():
+        if values.get(name) is None:
+            values[name] = value
     s = settings.load(values)
     if prefix == "faults-" and "restart-store" in s.faults and s.store in ("none", "memory"):
         raise settings.UsageError(f"restart-store needs a store server; STORE={s.store} has none")
     results_dir(s)
     tgt = targets.resolve(s)  # APP, IMAGE, LOCUSTFILE: usage errors before anything starts
+    if prefix == "loadgen-check-":
+        from hscale.loadgen_check import check_usable
+
+        check_usable(s, tgt.reference)
     what = targets.scenario_name(tgt, s)
     root = Path(s.results)
     run_id = new_run_id(prefix + (what if tgt.reference else f"{tgt.name}-{Path(what).stem}"))
@@ -248,7 +260,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
-    s, tgt, what, runtime, rd = prepare(args, "faults-")
+    # DURATION: room for the fault and the recovery after it
+    s, tgt, what, runtime, rd = prepare(args, "faults-", {"DURATION": str(FAULTS_DURATION_S)})
     from hscale.faults import run_faults  # after the checks, as in cmd_bench
 
     n = s.fault_n or max(s.sweep)
@@ -317,6 +330,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         err_console.print(f"hscale: the report failed ({exc}); retry: make report RUN={rd.path}")
         return code or EXIT_FAILED
     return code
+
+
+def cmd_loadgen_check(args: argparse.Namespace) -> int:
+    s, _tgt, _what, runtime, rd = prepare(args, "loadgen-check-", {"SCENARIO": "json"})
+    from hscale import loadgen_check  # after the checks, as in cmd_bench
+
+    largest = max(s.sweep)
+    err_console.print(
+        f"hscale: loadgen-check: wrk against hscale's Locust on GET /json at N = 1 and "
+        f"{largest}, {s.trials} round(s) of {s.warmup:g}s + {s.duration:g}s each, runtime "
+        f"{runtime.name} -> {rd.path}",
+        highlight=False,
+    )
+    doc = loadgen_check.run(s, rd, runtime, lambda m: err_console.print(m, highlight=False))
+    for line in loadgen_check.table(doc):
+        console.print(line, highlight=False, markup=False)
+    if doc.get("error"):
+        err_console.print(f"{doc['status']}: {doc['error']}", highlight=False, markup=False)
+    console.print(f"results: {rd.path / loadgen_check.FILE}", highlight=False)
+    return {"complete": 0, "interrupted": EXIT_INTERRUPTED}.get(doc["status"], EXIT_FAILED)
 
 
 def cmd_compare_stores(args: argparse.Namespace) -> int:
@@ -494,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "bench": cmd_bench,
         "faults": cmd_faults,
+        "loadgen-check": cmd_loadgen_check,
         "show": cmd_show,
         "plot": cmd_plot,
         "knobs": cmd_knobs,

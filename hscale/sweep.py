@@ -162,6 +162,9 @@ class Sweep:
         self.write_manifest()
         self.summary["server"] = self.mf["runtime"].get("gunicorn")
         self.summary["cpu_limits"] = self.mf["runtime"]["cpu_limits"]
+        from hscale.loadgen_check import latest_for  # it imports this module: not at the top
+
+        self.summary["loadgen_check"] = latest_for(Path(s.results), self.runtime.name, s.cpu_split)
         rd.write_summary(self.summary)
         if not self.resumed:
             rd.point_to_latest()

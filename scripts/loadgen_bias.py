@@ -7,7 +7,9 @@ pair gives log(locust / wrk); their mean and t interval are the bias at that N, 
 difference between the two N is the bias the load generator puts into E(N): what the
 sweep's efficiency would read if only the generator changed. Also prints each side's
 throughput, the load generator's CPU and the replicas' CPU per request. Needs `wrk`
-(Debian package) on PATH; a benchmark: run it alone.
+(Debian package) on PATH; a benchmark: run it alone. `hscale loadgen-check` (make
+loadgen-check) is this measurement as a command, whose result every later sweep on the host
+states; this script keeps the experiments' arms (--like-locust, --balance) beside it.
 
     .venv/bin/python scripts/loadgen_bias.py --runtime docker --replicas 4 --rounds 10
 """
@@ -16,20 +18,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import mean
 
 import psutil
 from scipy import stats
 
 from hscale import cpusplit, loadgen, runtimes, settings
+from hscale.analysis.loadgen_check import ratio_ci
 from hscale.balance import top_up_cores
 from hscale.ballast import Ballast
+from hscale.loadgen_check import replica_cpu, run_wrk
 from hscale.probe import Probe, speed
 from hscale.results import new_run_id
 from hscale.sweep import split_of
@@ -64,42 +66,8 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def replica_cpu(rt) -> float:
-    return sum(
-        c.cpu_s
-        for name, c in rt.counters().items()
-        if name not in ("nginx", "store", "engine", "loadgen")
-    )
-
-
 # What Locust's FastHttpUser sends beside Host (geventhttpclient and locust/contrib/fasthttp)
 LOCUST_HEADERS = ("User-Agent: python/gevent-http-client-2", "Accept-Encoding: gzip, deflate, br")
-
-
-def run_wrk(
-    url: str, connections: int, seconds: float, headers: tuple[str, ...] = ()
-) -> tuple[float, float]:
-    """(requests/s, CPU-seconds wrk used)."""
-    extra = [arg for h in headers for arg in ("-H", h)]
-    wrk = subprocess.Popen(
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", *extra, url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    proc = psutil.Process(wrk.pid)
-    cpu = 0.0
-    while wrk.poll() is None:
-        try:
-            t = proc.cpu_times()
-            cpu = t.user + t.system
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.2)
-    out = wrk.stdout.read() if wrk.stdout else ""
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
-        raise RuntimeError(f"wrk printed no rate:\n{out}")
-    return float(m.group(1)), cpu
 
 
 # req/s, load generator cores, replica CPU ms/request, the speed probe's work per CPU-ms
@@ -191,10 +159,8 @@ def like_locust_window(rt, a: argparse.Namespace, users: int, cores: float, run_
 
 def log_ratio_ci(pairs: list[tuple[Row, Row]]) -> tuple[float, float, float]:
     """Mean of log(locust / wrk) over the rounds, as a ratio, with its 95% t interval."""
-    d = [math.log(lc[0] / wr[0]) for wr, lc in pairs]
-    m = mean(d)
-    half = stats.t.ppf(0.975, len(d) - 1) * stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0
-    return math.exp(m), math.exp(m - half), math.exp(m + half)
+    ci = ratio_ci([math.log(lc[0] / wr[0]) for wr, lc in pairs])
+    return ci["ratio"], ci["low"] or ci["ratio"], ci["high"] or ci["ratio"]
 
 
 def speed_adjusted(found: dict[int, list[tuple[Row, Row]]]) -> tuple[float, dict]:
